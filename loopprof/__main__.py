@@ -1,0 +1,3 @@
+from loopprof.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,217 @@
+"""Which side is the bottleneck: a pure function from the measured sections to a :class:`Verdict`.
+
+The rule is the one for any pipeline: the stage at capacity while the other waits is the bottleneck. The
+frontend is at capacity when its event loop is saturated (busy share near 1, or requests wait on it: lag), the
+engine when it never waits for input (busy share near 1, a backed-up queue, a pegged GPU). Thresholds start
+from Clinic.js Doctor's rules (delay median >= 10 ms or max >= 100 ms; utilisation >= 95%) and were tuned on the
+example stack's planted scenarios (see docs/benchmarks.md); they live here, named, in one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from loopprof.report import Engine, Frontend, SamplerHealth, Verdict
+
+# Saturation thresholds (fractions of wall time, milliseconds).
+LOOP_SATURATED = 0.90
+LOOP_HEADROOM = 0.70
+LAG_P50_BLOCKING_MS = 10.0
+LAG_P99_BLOCKING_MS = 100.0
+ENGINE_SATURATED = 0.90
+ENGINE_HEADROOM = 0.70
+GPU_SATURATED = 0.90
+WAITING_BACKLOG = 1.0  # requests waiting in the engine's queue on average
+GC_HEAVY = 0.05  # share of wall time in GC pauses
+TOKENIZE_ON_LOOP_HEAVY = 0.10  # share of wall time the loop spends tokenizing
+GIL_CONTENDED = 0.20
+SAMPLER_LATE_LIMIT = 0.25
+
+
+@dataclass(frozen=True)
+class ServerContext:
+    """What kind of server this is, so advice can name its own knobs."""
+
+    vllm: bool = False
+    rust_frontend: bool = False
+    frontend_processes: int = 1
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{x * 100:.0f}%"
+
+
+def _ms(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.1f} ms"
+
+
+def frontend_pressure(frontend: Frontend) -> tuple[float | None, list[str]]:
+    """A 0..1+ score of how close the frontend is to capacity, with the evidence behind it."""
+    loop = frontend.loop
+    scores: list[float] = []
+    evidence: list[str] = []
+    if loop.busy_fraction is not None:
+        scores.append(loop.busy_fraction / LOOP_SATURATED)
+        evidence.append(f"event loop busy {_pct(loop.busy_fraction)} of the time")
+    lag = loop.lag_ms
+    if lag.p50 is not None:
+        scores.append(lag.p50 / LAG_P50_BLOCKING_MS)
+        evidence.append(f"loop lag p50 {_ms(lag.p50)}, p99 {_ms(lag.p99)}")
+    if lag.p99 is not None:
+        scores.append(lag.p99 / LAG_P99_BLOCKING_MS)
+    if not scores:
+        return None, evidence
+    return max(scores), evidence
+
+
+def engine_pressure(engine: Engine) -> tuple[float | None, list[str]]:
+    scores: list[float] = []
+    evidence: list[str] = []
+    if engine.busy_fraction is not None:
+        scores.append(engine.busy_fraction / ENGINE_SATURATED)
+        evidence.append(f"engine busy {_pct(engine.busy_fraction)} of the time")
+    if engine.gpu_utilization is not None:
+        scores.append(engine.gpu_utilization / GPU_SATURATED)
+        evidence.append(f"GPU utilization {_pct(engine.gpu_utilization)}")
+    if engine.waiting_requests is not None:
+        # A queue that backs up means the engine cannot take work as fast as it arrives.
+        scores.append(1.0 if engine.waiting_requests >= WAITING_BACKLOG else 0.0)
+        evidence.append(f"{engine.waiting_requests:.1f} requests waiting in the engine queue on average")
+    if not scores:
+        return None, evidence
+    return max(scores), evidence
+
+
+def decide(
+    frontend: Frontend,
+    engine: Engine,
+    sampler: SamplerHealth | None = None,
+    context: ServerContext | None = None,
+) -> Verdict:
+    """Classify the window. ``inconclusive`` whenever the data cannot carry a verdict, with the reason."""
+    ctx = context or ServerContext()
+    if ctx.rust_frontend:
+        return Verdict(
+            "inconclusive",
+            0.0,
+            ["the API server is not a Python process (Rust frontend): loopprof's loop/GIL/GC signals do not apply"],
+            ["profile the engine with its own metrics (vLLM /metrics, nvidia-smi)"],
+        )
+    if sampler is not None:
+        if sampler.late_fraction is not None and sampler.late_fraction > SAMPLER_LATE_LIMIT:
+            return Verdict(
+                "inconclusive",
+                0.0,
+                [f"the sampler fell behind on {_pct(sampler.late_fraction)} of its samples"],
+                ["lower --rate or give the profiler a free core, then profile again"],
+            )
+        if sampler.samples == 0:
+            reason = "; ".join(sampler.errors) if sampler.errors else "no samples were collected"
+            return Verdict("inconclusive", 0.0, [reason], ["profile for longer, under load"])
+
+    f_score, f_evidence = frontend_pressure(frontend)
+    e_score, e_evidence = engine_pressure(engine)
+    if f_score is None:
+        return Verdict(
+            "inconclusive",
+            0.0,
+            ["no event-loop signal from the frontend", *e_evidence],
+            ["check that the target runs an asyncio/uvloop event loop and that loopprof can read it"],
+        )
+
+    f_sat = f_score >= 1.0
+    f_free = not f_sat and (frontend.loop.busy_fraction or 0.0) < LOOP_HEADROOM
+    if e_score is None:
+        e_sat, e_free = False, None
+    else:
+        e_sat = e_score >= 1.0
+        e_free = not e_sat and (engine.busy_fraction if engine.busy_fraction is not None else e_score) < (
+            ENGINE_HEADROOM
+        )
+
+    reasons = [*f_evidence, *e_evidence]
+    if e_score is None:
+        reasons.append("engine not observed (no engine process, metrics URL or GPU found)")
+    if f_sat and e_sat:
+        bottleneck = "both"
+        confidence = min(f_score, e_score or 0.0, 1.2) / 1.2
+    elif f_sat:
+        bottleneck = "frontend"
+        # Without an engine signal we know the loop is saturated but not that the engine waits.
+        confidence = _confidence(f_score, e_score, e_free)
+    elif e_sat:
+        bottleneck = "engine"
+        confidence = _confidence(e_score or 0.0, f_score, f_free)
+    elif e_score is None:
+        return Verdict("inconclusive", 0.2, reasons, ["give loopprof the engine: --engine PID or --metrics-url"])
+    elif f_free and e_free:
+        bottleneck = "neither"
+        confidence = min(1.0, 1.0 - max(f_score, e_score) + 0.3)
+    else:
+        # Both are busy but neither at capacity: the nearer one is where capacity will run out first.
+        bottleneck = "frontend" if f_score >= e_score else "engine"
+        confidence = 0.35
+    verdict = Verdict(bottleneck, round(max(0.0, min(1.0, confidence)), 2), reasons, [])
+    verdict.advice = advise(verdict.bottleneck, frontend, engine, ctx)
+    return verdict
+
+
+def _confidence(own: float, other: float | None, other_has_headroom: bool | None) -> float:
+    base = 0.55 + 0.35 * min(1.0, (own - 1.0) / 0.1 + 0.5)
+    if other is None:
+        return min(base, 0.6)
+    if other_has_headroom:
+        return base + 0.1
+    return base - 0.15
+
+
+def advise(bottleneck: str, frontend: Frontend, engine: Engine, ctx: ServerContext) -> list[str]:
+    """Concrete next steps, naming vLLM's own knobs when the target is vLLM."""
+    out: list[str] = []
+    tok = frontend.tokenization
+    gc = frontend.gc
+    gil = frontend.gil
+    loop = frontend.loop
+    if bottleneck in ("frontend", "both"):
+        if ctx.vllm:
+            n = max(2, ctx.frontend_processes * 2)
+            out.append(
+                f"scale the Python frontend out: `--api-server-count {n}` (one event loop per process), "
+                "or try the Rust frontend with `VLLM_USE_RUST_FRONTEND=1`"
+            )
+        else:
+            out.append("run more API-server processes (e.g. uvicorn/gunicorn `--workers`) so one loop is not saturated")
+        if tok.on_loop_fraction is not None and tok.time_fraction is not None:
+            on_loop = tok.time_fraction * tok.on_loop_fraction
+            if on_loop >= TOKENIZE_ON_LOOP_HEAVY:
+                knob = "`--preprocessing-thread-pool-workers`" if ctx.vllm else "a thread or process pool"
+                out.append(f"tokenization takes {_pct(on_loop)} of the loop: move it off the loop with {knob}")
+        detok = tok.by_operation.get("detokenize") or tok.by_operation.get("decode")
+        if ctx.vllm and detok:
+            out.append(
+                "detokenization runs on the loop: lower `VLLM_V1_OUTPUT_PROC_CHUNK_SIZE` so the output handler "
+                "yields to the loop more often under many streams"
+            )
+        if loop.slow_callbacks:
+            top = max(loop.slow_callbacks, key=lambda s: s.max_ms)
+            out.append(f"the loop was blocked up to {top.max_ms:.0f} ms in {top.where}: move that work off the loop")
+    if gc.time_fraction is not None and gc.time_fraction >= GC_HEAVY:
+        out.append(
+            f"GC pauses take {_pct(gc.time_fraction)} of wall time (max {_ms(gc.pause_ms.max)}): call `gc.freeze()` "
+            "after start-up and raise thresholds with `gc.set_threshold(...)`"
+        )
+    if gil.contention is not None and gil.contention >= GIL_CONTENDED:
+        out.append(
+            f"threads wait for the GIL {_pct(gil.contention)} of the time: move CPU-bound Python work to processes"
+        )
+    if bottleneck in ("engine", "both"):
+        if ctx.vllm:
+            out.append(
+                "the engine is at capacity: more API-server processes will not help; add GPU capacity "
+                "(data/tensor parallel), or raise `--max-num-seqs` if KV-cache usage leaves room"
+            )
+        else:
+            out.append("the engine is at capacity: scale the engine (more GPUs or replicas); the frontend has headroom")
+    if bottleneck == "neither":
+        out.append("neither side is at capacity: the server is underloaded; profile again at peak load")
+    return out
