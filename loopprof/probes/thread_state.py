@@ -9,6 +9,7 @@ Linux only; elsewhere :func:`open_thread_state` returns ``None`` and callers rep
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 from dataclasses import dataclass
@@ -90,10 +91,8 @@ class ThreadState:
         return ("polling" if nr in POLL_SYSCALLS else "blocked"), nr
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             os.close(self._fd)
-        except OSError:
-            pass
 
     def __enter__(self) -> ThreadState:
         return self

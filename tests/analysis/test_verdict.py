@@ -1,0 +1,88 @@
+"""Table-driven verdicts: each case plants the signals and names the answer a person would give."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from loopprof.analysis.verdict import ServerContext, decide
+from loopprof.report import Engine, Frontend, Gc, GcPause, Loop, Percentiles, Report, SamplerHealth, Tokenization
+
+DATA = Path(__file__).parent.parent / "data"
+
+
+def frontend(busy: float | None, p50: float | None = 0.5, p99: float | None = 2.0, **kw: object) -> Frontend:
+    return Frontend(loop=Loop(busy_fraction=busy, lag_ms=Percentiles(p50, None, p99, p99)), **kw)  # type: ignore[arg-type]
+
+
+def engine(busy: float | None, waiting: float | None = None, gpu: float | None = None) -> Engine:
+    return Engine(busy_fraction=busy, waiting_requests=waiting, gpu_utilization=gpu, signals=["samples"])
+
+
+CASES = [
+    # (name, frontend, engine, expected bottleneck)
+    ("loop saturated, engine waits", frontend(0.98, 12.0, 80.0), engine(0.30), "frontend"),
+    ("engine saturated, loop idle", frontend(0.35), engine(0.97), "engine"),
+    ("queue backs up, loop idle", frontend(0.30), engine(0.80, waiting=12.0), "engine"),
+    ("GPU pegged", frontend(0.20), Engine(gpu_utilization=0.99, signals=["nvml"]), "engine"),
+    ("both at capacity", frontend(0.97, 15.0, 120.0), engine(0.95), "both"),
+    ("underloaded", frontend(0.10), engine(0.15), "neither"),
+    ("loop blocked by long callbacks", frontend(0.40, 3.0, 180.0), engine(0.2), "frontend"),
+    ("no loop signal", frontend(None, None, None), engine(0.5), "inconclusive"),
+    ("engine unseen, loop idle", frontend(0.2), Engine(), "inconclusive"),
+]
+
+
+@pytest.mark.parametrize(("name", "fe", "en", "expected"), CASES, ids=[c[0] for c in CASES])
+def test_verdict_table(name: str, fe: Frontend, en: Engine, expected: str) -> None:
+    verdict = decide(fe, en)
+    assert verdict.bottleneck == expected, verdict.reasons
+    assert 0.0 <= verdict.confidence <= 1.0
+    if expected != "inconclusive":
+        assert verdict.reasons and all(any(ch.isdigit() for ch in r) for r in verdict.reasons[:1])
+        assert verdict.advice
+
+
+def test_engine_unseen_but_loop_saturated_is_frontend_with_low_confidence() -> None:
+    verdict = decide(frontend(0.99, 20.0, 150.0), Engine())
+    assert verdict.bottleneck == "frontend"
+    assert verdict.confidence <= 0.6
+    assert any("engine not observed" in r for r in verdict.reasons)
+
+
+def test_late_sampler_is_inconclusive() -> None:
+    verdict = decide(frontend(0.99), engine(0.1), SamplerHealth(samples=100, late_fraction=0.6))
+    assert verdict.bottleneck == "inconclusive"
+    assert "fell behind" in verdict.reasons[0]
+
+
+def test_rust_frontend_is_said_not_guessed() -> None:
+    verdict = decide(frontend(0.99), engine(0.1), context=ServerContext(vllm=True, rust_frontend=True))
+    assert verdict.bottleneck == "inconclusive"
+    assert "Rust" in verdict.reasons[0]
+
+
+def test_vllm_advice_names_vllm_knobs() -> None:
+    fe = frontend(0.98, 12.0, 90.0)
+    fe.tokenization = Tokenization(
+        calls=100, total_ms=3000.0, time_fraction=0.3, on_loop_fraction=0.9, by_operation={"detokenize": {"calls": 1}}
+    )
+    fe.gc = Gc(collections=10, pause_ms=GcPause(900.0, 80.0, 90.0), time_fraction=0.09)
+    advice = " ".join(decide(fe, engine(0.2), context=ServerContext(vllm=True)).advice)
+    for knob in ("--api-server-count", "VLLM_USE_RUST_FRONTEND=1", "--preprocessing-thread-pool-workers",
+                 "VLLM_V1_OUTPUT_PROC_CHUNK_SIZE", "gc.freeze()"):
+        assert knob in advice
+
+
+def test_engine_advice_says_more_api_servers_will_not_help() -> None:
+    advice = " ".join(decide(frontend(0.3), engine(0.99), context=ServerContext(vllm=True)).advice)
+    assert "--max-num-seqs" in advice and "will not help" in advice
+
+
+@pytest.mark.parametrize("path", sorted(DATA.glob("*.json")), ids=lambda p: p.stem)
+def test_golden_reports_keep_their_verdict(path: Path) -> None:
+    report = Report.from_dict(json.loads(path.read_text()))
+    again = decide(report.frontend, report.engine, report.sampler)
+    assert again.bottleneck == report.verdict.bottleneck == path.stem.split("-")[0].replace("_bound", "")
