@@ -24,10 +24,12 @@ class LagProbe:
 
     method = "timer_probe"
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, interval_ms: float = 2.0) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, interval_ms: float = 2.0, hist: Histogram | None = None
+    ) -> None:
         self.loop = loop
         self.interval_s = max(0.0005, interval_ms / 1000.0)
-        self.hist = Histogram()
+        self.hist = hist if hist is not None else Histogram()  # the agent keeps one across loops
         self.heartbeat = perf_counter()  # last time the loop ran a tick (read by the watchdog)
         self.last_lateness_s = 0.0  # lateness of the last tick: the length of the stall that just ended
         self._due = 0.0

@@ -28,11 +28,18 @@ def frame_where(frame: FrameType | None) -> str:
 
 
 class SlowCallbackWatchdog:
-    def __init__(self, lag: LagProbe, loop_thread_ident: int, slow_callback_ms: float = 20.0) -> None:
+    def __init__(
+        self,
+        lag: LagProbe,
+        loop_thread_ident: int,
+        slow_callback_ms: float = 20.0,
+        places: dict[str, list[float]] | None = None,
+    ) -> None:
         self.lag = lag
         self.thread_ident = loop_thread_ident
         self.threshold_s = slow_callback_ms / 1000.0
-        self.places: dict[str, list[float]] = {}  # where -> [count, max_ms]
+        # where -> [count, max_ms]; the agent passes one dict that outlives each attached loop
+        self.places: dict[str, list[float]] = places if places is not None else {}
         self._stall_beat: float | None = None  # heartbeat value of the stall being tracked
         self._stall_where: str | None = None
 

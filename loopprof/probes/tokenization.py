@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import sys
 import threading
 from collections.abc import Callable
 from time import perf_counter_ns
@@ -162,7 +163,7 @@ def _subclasses(base: type) -> list[type]:
 
 
 def _on_transformers(module: ModuleType) -> None:
-    base_mod = __import__("sys").modules.get("transformers.tokenization_utils_base")
+    base_mod = sys.modules.get("transformers.tokenization_utils_base")
     base = getattr(base_mod, "PreTrainedTokenizerBase", None)
     if base is None:
         return
