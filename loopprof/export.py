@@ -12,6 +12,7 @@ must be cheap and must never block or raise; the real work happens on the export
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -152,10 +153,8 @@ class JsonFileExporter:
         self._write("shutdown", last)
         with self._lock:
             self._closed = True
-            try:
+            with contextlib.suppress(OSError):
                 self._file.close()
-            except OSError:
-                pass
 
     def _write(self, kind: str, report: Report | None) -> None:
         try:

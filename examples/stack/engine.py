@@ -10,6 +10,7 @@ Run by the frontend or launcher: ``python -m examples.stack.engine SETTINGS_JSON
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import time
 from collections import deque
@@ -155,6 +156,11 @@ class EngineCore:
                 self._step()
             self.stats.busy_s += time.monotonic() - busy_since
             busy_since = time.monotonic()
+
+
+def start_engine(settings: StackSettings, address: str) -> subprocess.Popen[bytes]:
+    """Start EngineCore as a child process of the caller (the API server, or the launcher)."""
+    return subprocess.Popen([sys.executable, "-m", "examples.stack.engine", settings.to_json(), address])
 
 
 def main(argv: list[str] | None = None) -> None:

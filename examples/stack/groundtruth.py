@@ -139,7 +139,7 @@ class FrontendTruth:
             "block_s": self.block_s,
             "block_max_s": self.block_max_s,
             "gil_hog_run_s": sum(h[0] for h in hog if h) if self.hog_tids else None,
-            "lag_buckets_ms": list(LAG_BUCKETS_MS[:-1]) + [None],
+            "lag_buckets_ms": [*LAG_BUCKETS_MS[:-1], None],
             "lag_counts": list(self.lag_counts),
             "lag_max_ms": self.lag_max_ms,
             "requests_started": self.requests_started,
@@ -167,7 +167,7 @@ def _lag_quantile(bounds: list[float | None], counts: list[int], q: float) -> fl
     if total == 0:
         return None
     seen = 0
-    for bound, count in zip(bounds, counts):
+    for bound, count in zip(bounds, counts, strict=True):
         seen += count
         if seen >= q * total:
             return bound
@@ -178,7 +178,7 @@ def frontend_window(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     """Shares for one API-server process between two of its snapshots."""
     wall = b["t"] - a["t"]
     run, rq = _delta(a, b, "loop_run_s"), _delta(a, b, "loop_runqueue_s")
-    lag_counts = [y - x for x, y in zip(a["lag_counts"], b["lag_counts"])]
+    lag_counts = [y - x for x, y in zip(a["lag_counts"], b["lag_counts"], strict=True)]
     return {
         "pid": b["pid"],
         "wall_s": wall,
@@ -226,6 +226,7 @@ def window(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
             "engine_tokens": eb["tokens"] - ea["tokens"],
             "requests_finished": eb["requests_finished"] - ea["requests_finished"],
             "frontend_count": len(fronts),
+            "frontends_serving": sum(1 for f in fronts if f["requests_finished"] > 0),
             "frontends": fronts,
         }
     )

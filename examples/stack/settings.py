@@ -62,19 +62,25 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def add_flags(parser: argparse.ArgumentParser) -> None:
-    """One optional flag per field; unset flags stay None so a scenario's values survive."""
-    for field in dataclasses.fields(StackSettings):
-        kind = {"int": int, "float": float, "str": str}[str(field.type)]
-        parser.add_argument(_flag(field.name), dest=field.name, type=kind, default=None, metavar=kind.__name__.upper())
+def add_flags(parser: argparse.ArgumentParser, cls: type = StackSettings, skip: tuple[str, ...] = ()) -> None:
+    """One optional flag per field of a flat dataclass; unset flags stay None so a scenario's values survive."""
+    for field in dataclasses.fields(cls):
+        if field.name in skip:
+            continue
+        kind = str(field.type)
+        if kind == "bool":
+            parser.add_argument(_flag(field.name), dest=field.name, action=argparse.BooleanOptionalAction)
+            continue
+        conv = {"int": int, "float": float, "str": str}[kind]
+        parser.add_argument(_flag(field.name), dest=field.name, type=conv, default=None, metavar=kind.upper())
 
 
-def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    return {f.name: getattr(args, f.name) for f in dataclasses.fields(StackSettings) if getattr(args, f.name) is not None}
+def overrides_from_args(args: argparse.Namespace, cls: type = StackSettings) -> dict[str, Any]:
+    return {f.name: v for f in dataclasses.fields(cls) if (v := getattr(args, f.name, None)) is not None}
 
 
 def to_flags(overrides: dict[str, Any]) -> list[str]:
-    """The inverse of add_flags, for starting the stack as a subprocess."""
+    """The inverse of add_flags for StackSettings, for starting the stack as a subprocess."""
     names = {f.name for f in dataclasses.fields(StackSettings)}
     argv: list[str] = []
     for key, value in overrides.items():

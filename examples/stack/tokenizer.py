@@ -9,12 +9,12 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # "PyTorch was not found" is noise here
+from examples.corpus import corpus_digest, corpus_text
 
-from transformers import PreTrainedTokenizerFast  # noqa: E402
-
-from examples.corpus import corpus_digest, corpus_text  # noqa: E402
+if TYPE_CHECKING:  # transformers takes seconds to import; the launcher only needs the cache path
+    from transformers import PreTrainedTokenizerFast
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 # ChatML, the template many open models ship.
@@ -55,11 +55,18 @@ def train_tokenizer(vocab_size: int) -> Path:
     return path
 
 
+def ensure_tokenizer(vocab_size: int) -> Path:
+    """The cached tokenizer file, trained first on a cold cache."""
+    path = tokenizer_path(vocab_size)
+    return path if path.exists() else train_tokenizer(vocab_size)
+
+
 def load_tokenizer(vocab_size: int = 8000) -> PreTrainedTokenizerFast:
     """The cached tokenizer, training it first when the cache has none."""
-    path = tokenizer_path(vocab_size)
-    if not path.exists():
-        train_tokenizer(vocab_size)
+    path = ensure_tokenizer(vocab_size)
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # "PyTorch was not found" is noise here
+    from transformers import PreTrainedTokenizerFast
+
     return PreTrainedTokenizerFast(
         tokenizer_file=str(path),
         eos_token="<|endoftext|>",

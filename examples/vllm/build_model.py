@@ -22,7 +22,7 @@ VOCAB_SIZE = 4096
 # hidden size, layers, heads (head_dim = hidden / heads = 64), MLP width
 SIZES: dict[str, dict[str, int]] = {
     "tiny": {"hidden_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 256},
-    "large": {"hidden_size": 1024, "num_hidden_layers": 8, "num_attention_heads": 16, "intermediate_size": 4096},
+    "large": {"hidden_size": 768, "num_hidden_layers": 6, "num_attention_heads": 12, "intermediate_size": 3072},
 }
 
 # A plain ChatML-style template: rendering it is real Jinja work on vLLM's preprocessing path.

@@ -10,6 +10,7 @@ server is started in its own session so that stopping it never touches anything 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import socket
 import subprocess
@@ -123,10 +124,8 @@ class Server:
             self.proc.wait(timeout=10)
         _gone, alive = psutil.wait_procs(tree, timeout=10)
         for p in alive:
-            try:
+            with contextlib.suppress(psutil.Error):
                 p.kill()
-            except psutil.Error:
-                pass
         self.proc = None
 
     def __enter__(self) -> Server:

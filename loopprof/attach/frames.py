@@ -131,13 +131,39 @@ def is_loop_idle(stack: Stack) -> bool:
     depth = loop_depth(stack)
     if depth is None:
         return False
-    if depth == len(stack) - 1:
-        # asyncio's _run_once as the leaf is the loop's own bookkeeping (cheap); runners/uvloop frames as the leaf
-        # mean uvloop's C loop, idle or running C callbacks.
-        return True
-    return False
+    # A loop frame as the leaf: asyncio's own bookkeeping (cheap), or uvloop's C loop (idle or C callbacks).
+    return depth == len(stack) - 1
 
 
 def where(stack: Stack) -> str | None:
     """The frame a slow callback is charged to: the leaf, the line where the time went."""
     return stack[-1].where() if stack else None
+
+
+# -- what a process's main thread is doing (to settle the role of a child process) -------------------------------
+
+_WAIT_LEAVES: tuple[tuple[str, str], ...] = (
+    ("threading.py", "wait"),
+    ("queue.py", "get"),
+    ("selectors.py", "select"),
+    ("zmq/", ""),
+    ("multiprocessing/connection.py", ""),
+    ("socket.py", "recv"),
+    ("socket.py", "accept"),
+)
+
+
+def is_waiting(stack: Stack) -> bool:
+    """The leaf frame waits for input: a queue, a condition, a selector, a ZeroMQ or multiprocessing socket."""
+    if not stack:
+        return False
+    leaf = stack[-1]
+    f = leaf.filename.replace("\\", "/")
+    return any(part in f and func in leaf.function for part, func in _WAIT_LEAVES)
+
+
+def main_thread_kind(stack: Stack) -> str:
+    """``"loop"`` (runs an event loop: a frontend), ``"waiting"`` (waits for input: an engine) or ``"working"``."""
+    if loop_depth(stack) is not None:
+        return "loop"
+    return "waiting" if is_waiting(stack) else "working"

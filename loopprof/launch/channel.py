@@ -89,12 +89,16 @@ class ChannelServer:
 
     def _serve(self) -> None:
         while True:
-            events = self._selector.select(timeout=0.5)
+            try:
+                events = self._selector.select(timeout=0.5)
+            except OSError:
+                return
             for key, _ in events:
                 if key.data is None:
                     self._accept()
                 elif key.data == "wake":
-                    pass
+                    with contextlib.suppress(OSError):
+                        self._wake_r.recv(64)
                 else:
                     self._read(key.fileobj)  # type: ignore[arg-type]
             if self._stop.is_set() and not events:

@@ -8,6 +8,7 @@ Cost measured: 3.3–3.6 µs per collection on 3.11/3.12, ~12 µs on 3.13.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 from time import perf_counter_ns
 from typing import Any
@@ -47,10 +48,8 @@ class GcPauseProbe:
     def stop(self) -> None:
         if self._installed:
             self._installed = False
-            try:
+            with contextlib.suppress(ValueError):
                 gc.callbacks.remove(self._callback)
-            except ValueError:
-                pass
 
     def snapshot(self) -> dict[str, Any]:
         return {

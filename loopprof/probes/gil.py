@@ -3,8 +3,9 @@
 ``contention``: the agent thread sleeps ``gil_knock_interval_ms`` and measures how much later than asked it gets
 to run Python again. That overshoot is timer slack + waiting for a CPU + waiting for the GIL. We subtract the
 time the thread spent runnable on the run queue (``/proc/self/task/TID/schedstat``, so a busy machine is not
-mistaken for GIL contention) and the smallest remaining overshoot ever seen (the timer slack and our own
-constant overhead); what is left, over wall time, is the share of time a thread that wants the GIL waits for it.
+mistaken for GIL contention) and the smallest remaining overshoot seen, capped at 0.2 ms (timer slack and our
+own constant overhead are ~0.05–0.1 ms; a larger minimum means every knock waited for the GIL, which must not be
+subtracted away); what is left, over wall time, is the share of time a thread that wants the GIL waits for it.
 With the default 5 ms switch interval a thread waits at most ~5 ms per knock, so a process whose Python threads
 never let go reads about 0.5 at a 5 ms knock period.
 
@@ -23,6 +24,7 @@ from time import perf_counter
 from typing import Any
 
 MAX_THREADS = 64
+MAX_SLACK_S = 0.0002
 HELD_NOTE = (
     "held_fraction is the on-CPU time of Python threads (python_threads_cpu): an upper bound, since C code "
     "that releases the GIL while running is counted as holding it"
@@ -102,7 +104,7 @@ def contention_window(first: dict[str, Any] | None, last: dict[str, Any] | None)
     elapsed = float(last.get("elapsed_s", 0.0)) - float(first.get("elapsed_s", 0.0))
     if n <= 0 or elapsed <= 0:
         return None
-    slack = float(last.get("min_wait_s") or 0.0)
+    slack = min(float(last.get("min_wait_s") or 0.0), MAX_SLACK_S)
     wait = float(last.get("wait_s", 0.0)) - float(first.get("wait_s", 0.0)) - n * slack
     return min(1.0, max(0.0, wait / elapsed))
 

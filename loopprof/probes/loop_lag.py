@@ -13,6 +13,7 @@ Cost: one timer callback per period on the loop (~2–6 µs each, about 0.1–0.
 from __future__ import annotations
 
 import asyncio
+import sys
 from time import perf_counter
 from typing import Any
 
@@ -31,8 +32,14 @@ class LagProbe:
         self.interval_s = max(0.0005, interval_ms / 1000.0)
         self.hist = hist if hist is not None else Histogram()  # the agent keeps one across loops
         self.heartbeat = perf_counter()  # last time the loop ran a tick (read by the watchdog)
-        self.last_lateness_s = 0.0  # lateness of the last tick: the length of the stall that just ended
+        # (heartbeat before the stall, lateness) of the last tick later than stall_threshold_s: the watchdog reads
+        # it to learn how long a stall it saw lasted, even if later ticks ran before it looked again.
+        self.stall_threshold_s = float("inf")
+        self.last_stall: tuple[float, float] = (0.0, 0.0)
         self._due = 0.0
+        # The Python frame that runs loop callbacks (asyncio's Handle._run, or for uvloop the code that called
+        # run_forever): when the loop thread's innermost frame is this one, the loop is between callbacks.
+        self.caller_code: Any = None
         self._handle: asyncio.TimerHandle | None = None
         self._running = False
 
@@ -45,14 +52,17 @@ class LagProbe:
             return
         now = perf_counter()
         self.heartbeat = now
+        caller = sys._getframe(1)
+        self.caller_code = None if caller is None else caller.f_code
         self._due = now + self.interval_s
         self._handle = self.loop.call_later(self.interval_s, self._tick)
 
     def _tick(self) -> None:
         now = perf_counter()
         late = now - self._due
-        self.last_lateness_s = late
         self.hist.record_us(int(late * 1e6))
+        if late > self.stall_threshold_s:
+            self.last_stall = (self.heartbeat, late)
         self.heartbeat = now
         if self._running:
             self._due = now + self.interval_s

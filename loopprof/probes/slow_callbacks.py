@@ -3,8 +3,10 @@
 Patching ``asyncio.Handle._run`` does not see uvloop's callbacks (Cython), so instead the agent thread calls
 :meth:`SlowCallbackWatchdog.check` every ``watchdog_interval_ms``. When the loop heartbeat (the lag probe's
 tick) has not advanced for ``slow_callback_ms``, it takes ``sys._current_frames()[loop_thread]`` and records the
-innermost Python frame as ``module:function:line``. One stall is counted once, at the place first seen; its
-length is the lateness of the tick that ended it (error < one lag period). ``sys._current_frames`` is called
+innermost Python frame as ``module:function:line``. Because a thread running pure Python may let the
+watchdog in only when it returns to the loop, the frame is also taken when the stall passes half the threshold,
+and a frame showing the loop between callbacks is never blamed. One stall is counted once, at the place first seen; its
+length is the lateness of the tick that ended it (error < one lag period), which the tick records. ``sys._current_frames`` is called
 only during a stall, so the cost on a healthy loop is a float comparison.
 """
 
@@ -17,7 +19,8 @@ from typing import Any
 
 from loopprof.probes.loop_lag import LagProbe
 
-MAX_PLACES = 200  # bound the memory for pathological code that stalls in many places
+MAX_PLACES = 200
+IDLE_MODULES = frozenset({"selectors", "asyncio.base_events", "asyncio.events", "asyncio.runners"})  # bound the memory for pathological code that stalls in many places
 
 
 def frame_where(frame: FrameType | None) -> str:
@@ -38,27 +41,53 @@ class SlowCallbackWatchdog:
         self.lag = lag
         self.thread_ident = loop_thread_ident
         self.threshold_s = slow_callback_ms / 1000.0
+        lag.stall_threshold_s = self.threshold_s / 2  # the tick notes any stall that might be ours
         # where -> [count, max_ms]; the agent passes one dict that outlives each attached loop
         self.places: dict[str, list[float]] = places if places is not None else {}
         self._stall_beat: float | None = None  # heartbeat value of the stall being tracked
         self._stall_where: str | None = None
+        self._candidate: tuple[float, str] | None = None  # (heartbeat, where) seen while the stall was young
+
+    def _busy_where(self) -> str | None:
+        """Where the loop thread is now, or None when it is between callbacks (the stall just ended)."""
+        frame = sys._current_frames().get(self.thread_ident)
+        try:
+            if frame is None:
+                return None
+            if frame.f_code is self.lag.caller_code or frame.f_globals.get("__name__") in IDLE_MODULES:
+                return None
+            return frame_where(frame)
+        finally:
+            del frame
 
     def check(self) -> None:
         """Called from the agent thread. Starts or finishes one stall episode."""
         beat = self.lag.heartbeat
         if self._stall_beat is not None and beat != self._stall_beat:
             self._finish()
-        if self._stall_beat is None and perf_counter() - beat > self.threshold_s:
-            frame = sys._current_frames().get(self.thread_ident)
-            if self.lag.heartbeat != beat:  # the loop moved on while we looked: not a stall any more
-                return
+        if self._stall_beat is not None:
+            return
+        stale = perf_counter() - beat
+        if stale <= self.threshold_s / 2:
+            return
+        # A thread holding the GIL in pure Python often lets us run only when it returns to the loop, so the
+        # frame is also taken while the stall is young (over half the threshold) and kept as a candidate.
+        where = self._busy_where()
+        if self.lag.heartbeat != beat:  # the loop moved on while we looked
+            return
+        if where is not None:
+            self._candidate = (beat, where)
+        if stale > self.threshold_s:
+            cand = self._candidate
             self._stall_beat = beat
-            self._stall_where = frame_where(frame)
-            del frame
+            self._stall_where = where or (cand[1] if cand and cand[0] == beat else None)
 
     def _finish(self) -> None:
         where = self._stall_where or "<unknown>:<unknown>:0"
-        stall_ms = max(self.lag.last_lateness_s * 1000.0, self.threshold_s * 1000.0)
+        beat, late = self.lag.last_stall
+        # The tick that ended the stall knows its length (error < one lag period); if that record is not ours,
+        # the stall lasted at least the threshold.
+        stall_ms = max(late if beat == self._stall_beat else 0.0, self.threshold_s) * 1000.0
         entry = self.places.get(where)
         if entry is None:
             if len(self.places) >= MAX_PLACES:
@@ -72,7 +101,8 @@ class SlowCallbackWatchdog:
         self._stall_where = None
 
     def snapshot(self) -> dict[str, Any]:
-        return {"threshold_ms": self.threshold_s * 1000.0, "places": {w: list(v) for w, v in self.places.items()}}
+        items = list(self.places.items())  # one C-level copy: safe while the agent thread inserts
+        return {"threshold_ms": self.threshold_s * 1000.0, "places": {w: list(v) for w, v in items}}
 
 
 def slow_callbacks_window(first: dict[str, Any] | None, last: dict[str, Any] | None) -> list[tuple[str, int, float]]:

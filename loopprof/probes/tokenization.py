@@ -16,6 +16,7 @@ probe is off, a patched method costs one global read.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import sys
@@ -109,7 +110,7 @@ def _wrap(fn: F, op: str) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-class tokenize_span:  # noqa: N801 - used like a function: ``with loopprof.tokenize_span("encode"):``
+class tokenize_span:  # lower-case: used like a function
     """Time a custom tokenizer: ``with tokenize_span("encode"): ...`` or ``@tokenize_span("decode")``.
 
     State lives in the calling thread's accumulator, so one instance may be used by many threads at once.
@@ -219,10 +220,8 @@ def stop() -> None:
         cls, name, original = _patched.pop()
         current = cls.__dict__.get(name)
         if getattr(current, "__loopprof_wrapped__", None) is original:
-            try:
+            with contextlib.suppress(TypeError, AttributeError):
                 setattr(cls, name, original)
-            except (TypeError, AttributeError):
-                pass
 
 
 def patched() -> list[str]:

@@ -10,9 +10,10 @@ its own logs), keeps the silenced reason, and logs a single warning that names t
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
@@ -22,22 +23,24 @@ _state = threading.local()
 _installed_on: set[str] = set()
 _install_lock = threading.Lock()
 _REASON_CHARS = 240
+_MAX_REASONS = 8
+_OS_ERROR = re.compile(r"\[Errno -?\d+\] ([^'\")\]]+)")
+_RETRY_CHATTER = re.compile(r" encountered while exporting .*?, retrying in [\d.]+s\.?")
 
 
 class _MuteInsideExport(logging.Filter):
-    """Drops records logged on a thread that is inside :func:`muted`, remembering the first warning's text.
-
-    The first one names the cause (connection refused, 404, timeout); later ones are retries and give-ups.
-    """
+    """Drops records logged on a thread that is inside :func:`muted`, keeping the first few warnings' text
+    (one of them names the cause: connection refused, 404, deadline exceeded)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not getattr(_state, "muted", False):
             return True
-        if record.levelno >= logging.WARNING and getattr(_state, "reason", None) is None:
+        reasons = getattr(_state, "reasons", None)
+        if record.levelno >= logging.WARNING and reasons is not None and len(reasons) < _MAX_REASONS:
             try:
-                _state.reason = record.getMessage()
+                reasons.append(record.getMessage())
             except Exception:
-                _state.reason = str(record.msg)
+                reasons.append(str(record.msg))
         return False
 
 
@@ -58,10 +61,10 @@ def install_log_filter() -> None:
 
 @contextmanager
 def muted() -> Iterator[None]:
-    """Silence OpenTelemetry logging on this thread; ``_state.reason`` keeps what it would have said."""
+    """Silence OpenTelemetry logging on this thread; ``_state.reasons`` keeps what it would have said."""
     previous = getattr(_state, "muted", False)
     _state.muted = True
-    _state.reason = None
+    _state.reasons = []
     try:
         yield
     finally:
@@ -69,10 +72,15 @@ def muted() -> Iterator[None]:
 
 
 def last_reason() -> str | None:
-    reason = getattr(_state, "reason", None)
-    if not reason:
+    """The silenced record's cause in a few words: the OS error when there is one, without retry chatter."""
+    reasons = [" ".join(str(r).split()) for r in getattr(_state, "reasons", None) or []]
+    if not reasons:
         return None
-    line = " ".join(str(reason).split())
+    for line in reasons:
+        os_error = _OS_ERROR.search(line)
+        if os_error:
+            return os_error.group(1).strip()
+    line = _RETRY_CHATTER.sub("", reasons[0].removeprefix("Transient error "))
     return line if len(line) <= _REASON_CHARS else line[: _REASON_CHARS - 1] + "…"
 
 
@@ -127,8 +135,5 @@ class ReportOnceExporter(MetricExporter):
                 return False
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
-        with muted():
-            try:
-                self.inner.shutdown(timeout_millis=timeout_millis, **kwargs)
-            except Exception:
-                pass
+        with muted(), suppress(Exception):
+            self.inner.shutdown(timeout_millis=timeout_millis, **kwargs)

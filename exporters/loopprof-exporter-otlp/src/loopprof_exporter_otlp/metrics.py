@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from loopprof.report import BOTTLENECKS, Frontend, Percentiles, Report
+from loopprof.report import BOTTLENECKS, Frontend, GcPause, Percentiles, Report
 
 Kind = Literal["gauge", "counter"]
 AttrValue = str | int | bool
@@ -187,7 +187,9 @@ def _ms_to_s(value: float | None) -> float | None:
     return None if value is None else value / 1000.0
 
 
-def _percentile_points(points: list[Point], spec: MetricSpec, pct: object, base: Attributes, keys: tuple[str, ...]):
+def _percentile_points(
+    points: list[Point], spec: MetricSpec, pct: Percentiles | GcPause, base: Attributes, keys: tuple[str, ...]
+) -> None:
     for key in keys:
         _point(points, spec, _ms_to_s(getattr(pct, key)), base, **{PERCENTILE: key})
 
@@ -259,7 +261,9 @@ def _verdict_points(report: Report, roles: Mapping[int, str]) -> list[Point]:
     base = _base(pid, roles.get(pid, "frontend") if pid is not None else "frontend")
     points: list[Point] = []
     for bottleneck in BOTTLENECKS:
-        _point(points, VERDICT, 1.0 if report.verdict.bottleneck == bottleneck else 0.0, base, **{BOTTLENECK: bottleneck})
+        _point(
+            points, VERDICT, 1.0 if report.verdict.bottleneck == bottleneck else 0.0, base, **{BOTTLENECK: bottleneck}
+        )
     _point(points, VERDICT_CONFIDENCE, report.verdict.confidence, base)
     return points
 
@@ -272,4 +276,4 @@ def available_cpus(pid: int) -> int:
         return max(1, os.cpu_count() or 1)
 
 
-__all__ = ["METRICS", "MetricSpec", "Percentiles", "Point", "report_points"]
+__all__ = ["METRICS", "MetricSpec", "Point", "report_points"]

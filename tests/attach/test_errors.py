@@ -1,0 +1,72 @@
+"""Every way a target cannot be profiled ends in one line on stderr, exit 1, no traceback."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from loopprof.attach.errors import explain_pyspy_failure
+from tests.attach.conftest import REPO
+
+
+def attach_cli(pid: int, env: dict[str, str] | None = None, user: str | None = None) -> subprocess.CompletedProcess:
+    code = (
+        "import sys; from loopprof.attach.session import run_attach; "
+        f"sys.exit(run_attach({pid}, duration_s=2, rate_hz=50, json_path=None, otlp_url=None, live=False, "
+        "engine_pids=[], frontend_pids=[], metrics_url=None))"
+    )
+    cmd = [sys.executable, "-c", code]
+    if user:
+        cmd = ["setpriv", f"--reuid={user}", "--regid=65534", "--clear-groups", *cmd]
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=60, env={**os.environ, **(env or {})})
+
+
+def one_line(done: subprocess.CompletedProcess) -> str:
+    assert done.returncode == 1, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("loopprof: "), done.stderr
+    assert "Traceback" not in done.stderr
+    return lines[0]
+
+
+def test_no_such_pid() -> None:
+    p = subprocess.Popen(["true"])
+    p.wait()
+    assert "no such process" in one_line(attach_cli(p.pid))
+
+
+def test_not_a_python_process() -> None:
+    p = subprocess.Popen(["sleep", "30"])
+    try:
+        assert "is not a Python process" in one_line(attach_cli(p.pid))
+    finally:
+        p.kill()
+        p.wait()
+
+
+def test_pyspy_missing() -> None:
+    line = one_line(attach_cli(os.getpid(), env={"LOOPPROF_PYSPY": "/nonexistent/py-spy"}))
+    assert "pip install py-spy" in line
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root to drop to nobody")
+def test_permission_denied_explains_ptrace() -> None:
+    target = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        time.sleep(0.3)
+        line = one_line(attach_cli(target.pid, user="nobody"))
+        assert "permission denied" in line and "CAP_SYS_PTRACE" in line and "ptrace_scope" in line
+    finally:
+        target.kill()
+        target.wait()
+
+
+def test_unsupported_python_version_advice() -> None:
+    # py-spy's own message for an interpreter it cannot read (no such interpreter is installed here to run).
+    err = explain_pyspy_failure(os.getpid(), "Error: Unsupported version of Python: 3.99.0\n")
+    assert "3.99.0" in str(err) and "pip install -U py-spy" in str(err) and "\n" not in str(err)
