@@ -2,10 +2,11 @@
 
     .venv/bin/python benchmarks/bench_middleware.py [--rounds 5] [--seconds 3] [--connections 32]
 
-Each round starts a real uvicorn server (uvloop, 127.0.0.1, one process) twice — plain and with the app wrapped
-in ``LoopProfMiddleware`` (agent with every probe on) — in alternating order, and loads it for a fixed time from
-this process with a small keep-alive HTTP/1.1 client on uvloop (bounded: fixed connections, fixed seconds).
-Prints per-run req/s and p99 latency, the medians and their ratio as a markdown table, and writes it to
+Each round starts a real uvicorn server (uvloop, 127.0.0.1, one process, a FastAPI JSON route) twice — plain
+and with the app wrapped in ``LoopProfMiddleware`` (agent with every probe on) — in alternating order, and
+loads it for a fixed time from this process with a small keep-alive HTTP/1.1 client on uvloop (bounded: fixed
+connections, fixed seconds). Prints per-run req/s, p99 latency and the server's CPU time per request, the
+medians and their ratio as a markdown table, and writes it to
 docs/benchmarks-middleware.md. Interleaving side by side in one invocation keeps a drifting machine from
 favouring one variant; on a shared machine the spread between rounds is still the honest error bar.
 """
@@ -30,33 +31,27 @@ REQUEST = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
 
 
 # ----------------------------------------------------------------------------------------------- server side
-async def app(scope, receive, send):  # a small ASGI-3 app: the cost we measure is ours, not the app's
-    if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 200,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(BODY)).encode())],
-        }
-    )
-    await send({"type": "http.response.body", "body": BODY})
+def make_app():
+    """A FastAPI JSON endpoint, the shape of an OpenAI-style API server's cheapest route."""
+    from fastapi import FastAPI
+
+    api = FastAPI()
+
+    @api.get("/")
+    async def root() -> dict:
+        return {"ok": True}
+
+    return api
 
 
 def serve(port: int, with_loopprof: bool) -> None:
     import uvicorn
 
-    target = app
+    target = make_app()
     if with_loopprof:
         import loopprof
 
-        target = loopprof.LoopProfMiddleware(app)
+        target = loopprof.LoopProfMiddleware(target)
     uvicorn.run(target, host="127.0.0.1", port=port, loop="uvloop", log_level="error", access_log=False)
 
 
@@ -72,7 +67,9 @@ async def _connection(port: int, until: float, latencies: list[float]) -> None:
             for line in head.split(b"\r\n"):
                 if line.lower().startswith(b"content-length:"):
                     length = int(line.split(b":", 1)[1])
-            await reader.readexactly(length)
+            body = await reader.readexactly(length)
+            if body != BODY:
+                raise RuntimeError(f"unexpected response {head!r} {body!r}")
             latencies.append(time.perf_counter() - t0)
     finally:
         writer.close()
@@ -107,19 +104,31 @@ def _wait_port(port: int, proc: subprocess.Popen, timeout_s: float = 20.0) -> No
     raise RuntimeError("server did not open its port in time")
 
 
-def one_run(with_loopprof: bool, seconds: float, connections: int) -> tuple[float, float]:
+def _pin(cpu: int) -> None:
+    """Server on CPU 0, load generator on CPU 1, so they do not take turns on one core."""
+    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) >= 2:
+        os.sched_setaffinity(0, {cpu})
+
+
+def one_run(with_loopprof: bool, seconds: float, connections: int) -> tuple[float, float, float]:
+    import psutil
     import uvloop
 
     port = _free_port()
     cmd = [sys.executable, __file__, "--serve", str(port)] + (["--loopprof"] if with_loopprof else [])
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOOPPROF_")}
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True, preexec_fn=lambda: _pin(0))
     try:
         _wait_port(port, proc)
+        server = psutil.Process(proc.pid)
         uvloop.run(_load(port, 0.5, connections))  # warm-up
-        return uvloop.run(_load(port, seconds, connections))
+        cpu0 = sum(server.cpu_times()[:2])
+        rps, p99 = uvloop.run(_load(port, seconds, connections))
+        cpu_us = (sum(server.cpu_times()[:2]) - cpu0) / (rps * seconds) * 1e6
+        return rps, p99, cpu_us
     finally:
-        os.killpg(proc.pid, signal.SIGINT)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGINT)
         try:
             proc.wait(20)
         except subprocess.TimeoutExpired:
@@ -140,25 +149,28 @@ def main() -> None:
         serve(args.serve, args.loopprof)
         return
 
-    runs: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
+    _pin(1)
+    runs: dict[bool, list[tuple[float, float, float]]] = {False: [], True: []}
     rows = []
     for r in range(args.rounds):
         for variant in (False, True) if r % 2 == 0 else (True, False):
-            rps, p99 = one_run(variant, args.seconds, args.connections)
-            runs[variant].append((rps, p99))
+            rps, p99, cpu_us = one_run(variant, args.seconds, args.connections)
+            runs[variant].append((rps, p99, cpu_us))
             name = "middleware + agent" if variant else "plain"
-            rows.append(f"| {r + 1} | {name} | {rps:,.0f} | {p99:.2f} |")
+            rows.append(f"| {r + 1} | {name} | {rps:,.0f} | {p99:.2f} | {cpu_us:.1f} |")
             print(rows[-1], flush=True)
-    med = {v: (statistics.median(x[0] for x in runs[v]), statistics.median(x[1] for x in runs[v])) for v in runs}
-    (p_rps, p_p99), (w_rps, w_p99) = med[False], med[True]
+    med = {v: [statistics.median(x[i] for x in runs[v]) for i in range(3)] for v in runs}
+    (p_rps, p_p99, p_cpu), (w_rps, w_p99, w_cpu) = med[False], med[True]
     load = os.getloadavg()[0]
     table = "\n".join(
         [
             "# LoopProfMiddleware + agent: cost under load",
             "",
             f"`.venv/bin/python benchmarks/bench_middleware.py --rounds {args.rounds} --seconds {args.seconds:g} "
-            f"--connections {args.connections}` — uvicorn (uvloop, 1 process) on 127.0.0.1, a small JSON app, "
-            f"{args.connections} keep-alive connections from a uvloop client in the same machine; runs interleaved.",
+            f"--connections {args.connections}` — uvicorn (uvloop, 1 process, pinned to CPU 0) on 127.0.0.1 serving a "
+            f"FastAPI JSON route, {args.connections} keep-alive connections from a uvloop client pinned to CPU 1; "
+            "plain and wrapped runs interleaved. The agent runs with every probe on (defaults: 2 ms lag tick, "
+            "200 Hz agent thread). Server CPU per request is the steadier number when the machine is shared.",
             "",
             f"Machine: {os.cpu_count()} cores, Python {platform.python_version()}, load average {load:.1f} at the end. "
             "**The machine was shared with other jobs while this ran (CPU contended): the spread between rounds "
@@ -168,11 +180,12 @@ def main() -> None:
             "| --- | ---: | ---: | ---: |",
             f"| median req/s | {p_rps:,.0f} | {w_rps:,.0f} | {w_rps / p_rps:.3f} ({1 - w_rps / p_rps:+.1%} loss) |",
             f"| median p99 latency (ms) | {p_p99:.2f} | {w_p99:.2f} | {w_p99 / p_p99:.3f} |",
+            f"| median server CPU per request (µs) | {p_cpu:.1f} | {w_cpu:.1f} | {w_cpu / p_cpu:.3f} |",
             "",
             "<details><summary>every run</summary>",
             "",
-            "| round | variant | req/s | p99 ms |",
-            "| ---: | --- | ---: | ---: |",
+            "| round | variant | req/s | p99 ms | server CPU µs/req |",
+            "| ---: | --- | ---: | ---: | ---: |",
             *rows,
             "",
             "</details>",

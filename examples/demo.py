@@ -28,8 +28,9 @@ def ground_truth_lines(truth: dict[str, Any]) -> list[str]:
     return [
         f"  event loop busy  {_pct(truth.get('loop_busy'))}   (kernel run+runqueue time of the loop thread)",
         f"  engine busy      {_pct(truth.get('engine_busy'))}   (engine's own step timers)",
-        f"  GC time          {_pct(truth.get('gc_time_fraction'))}   tokenization on loop "
-        f"{_pct(truth.get('tokenize_on_loop_fraction'))}   blocked by planted callback {_pct(truth.get('block_fraction'))}",
+        f"  GC time          {_pct(truth.get('gc_time_fraction'))}   (gc.callbacks timer)",
+        f"  tokenize on loop {_pct(truth.get('tokenize_on_loop_fraction'))}   (timed tokenizer calls)",
+        f"  planted blocks   {_pct(truth.get('block_fraction'))}   (timed blocking callback)",
     ]
 
 

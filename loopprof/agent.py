@@ -257,6 +257,8 @@ class Agent:
             except Exception:  # keep measuring; a probe bug must not kill the thread silently forever
                 log.debug("loopprof agent thread error", exc_info=True)
                 wait(period)
+        if self._gil is not None:
+            self._gil.close()  # the fd belongs to this thread's /proc entry
 
     # ----------------------------------------------------------------- loop-start hooks
     def _install_loop_hooks(self) -> None:

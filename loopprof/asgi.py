@@ -93,32 +93,44 @@ class LoopProfMiddleware:
         if not self._ready:
             self._setup()
         stats = self.stats
-        if stats is None or scope.get("type") != "http":
+        if stats is None or scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         try:
-            t0 = perf_counter()
-            stats.begin()
+            sender = _TimedSend(send, stats)
         except Exception as exc:
             self._fail(exc)
             await self.app(scope, receive, send)
             return
-        seen = False
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal seen
-            if not seen and message.get("type") == "http.response.body":
-                seen = True
-                try:
-                    stats.first_byte(perf_counter() - t0)
-                except Exception as exc:
-                    self._fail(exc)
-            await send(message)
-
         try:
-            await self.app(scope, receive, send_wrapper)
+            await self.app(scope, receive, sender)
         finally:
             try:
                 stats.end()
             except Exception as exc:
                 self._fail(exc)
+
+
+class _TimedSend:
+    """The ``send`` the app sees for one request: notes the first body message, then passes everything on.
+
+    A slotted object instead of a closure: this runs for every message of every request (~1 µs in all).
+    """
+
+    __slots__ = ("send", "stats", "t0")
+
+    def __init__(self, send: Send, stats: RequestStats) -> None:
+        self.send = send
+        self.stats = stats
+        self.t0 = perf_counter()
+        stats.begin()
+
+    async def __call__(self, message: Message) -> None:
+        if self.t0 and message["type"] == "http.response.body":
+            elapsed = perf_counter() - self.t0
+            self.t0 = 0.0
+            try:
+                self.stats.first_byte(elapsed)
+            except Exception:
+                log.debug("loopprof: could not record a first byte", exc_info=True)
+        await self.send(message)

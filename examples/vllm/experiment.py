@@ -108,7 +108,8 @@ def categories_from_raw(path: Path, rate_hz: float, duration_s: float) -> dict[s
     return {k: {c: round(v / expected, 3) for c, v in sorted(cnt.items())} for k, cnt in sorted(counts.items())}
 
 
-def start_profiler(kind: str, pid: int, out: Path, duration_s: float) -> subprocess.Popen[bytes] | None:
+def start_profiler(kind: str, server: Server, out: Path, duration_s: float) -> subprocess.Popen[bytes] | None:
+    pid = server.pid
     if kind == "none":
         return None
     if kind == "pyspy":
@@ -117,6 +118,7 @@ def start_profiler(kind: str, pid: int, out: Path, duration_s: float) -> subproc
         cmd += ["--format", "raw", "--duration", str(int(duration_s)), "-o", str(out / "pyspy.txt")]
     else:
         cmd = [sys.executable, "-m", "loopprof", "attach", str(pid), "--duration", str(duration_s), "--no-live"]
+        cmd += ["--metrics-url", server.base_url + "/metrics"]
         cmd += ["--json", str(out / "report.json")]
     return subprocess.Popen(cmd, stdout=open(out / f"{kind}.log", "wb"), stderr=subprocess.STDOUT)
 
@@ -134,7 +136,7 @@ def run_state(name: str, *, profiler: str = "none", out: Path, load: LoadSpec | 
         before = scrape(server.base_url)
         watcher = GaugeWatcher(server.base_url)
         watcher.start()
-        prof = start_profiler(profiler, server.pid, out, spec.duration_s)
+        prof = start_profiler(profiler, server, out, spec.duration_s)
         result = run(server.base_url, spec)
         gauges = watcher.stop()
         after = scrape(server.base_url)

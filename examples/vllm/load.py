@@ -33,6 +33,7 @@ class LoadSpec:
     max_tokens: int = 16
     stream: bool = True
     chat: bool = True
+    top_logprobs: int = 0  # > 0 asks for per-token logprobs: more output-processing work on the API server
 
 
 @dataclass
@@ -77,6 +78,11 @@ def _body(spec: LoadSpec, i: int) -> dict:
     text = prompt_text(spec.prompt_words, i)
     body: dict = {"model": "tiny", "max_tokens": spec.max_tokens, "temperature": 1.0, "stream": spec.stream}
     body["ignore_eos"] = True  # random weights: keep output length fixed and known
+    if spec.top_logprobs:
+        if spec.chat:
+            body.update(logprobs=True, top_logprobs=spec.top_logprobs)
+        else:
+            body["logprobs"] = spec.top_logprobs
     if spec.chat:
         body["messages"] = [
             {"role": "system", "content": "You are terse."},

@@ -3,7 +3,7 @@
 ``engine``: a model large enough that each step is slow, a small batch cap (``--max-num-seqs 2``) and more
 concurrent requests than the cap, so requests queue in the engine (``vllm:num_requests_waiting`` > 0) while the
 API server's event loop idles. ``frontend``: the tiny model, so steps are cheap; a large batch cap; many
-concurrent streaming chat requests with long prompts, so the one API-server event loop (HTTP, chat template,
+concurrent streaming chat requests with long prompts and per-token top-5 logprobs, so the one API-server event loop (HTTP, chat template,
 tokenization hand-off, per-token detokenization and SSE) is what limits throughput while the engine waits for
 input. Measured numbers for both are in docs/benchmarks-vllm.md.
 """
@@ -34,7 +34,9 @@ STATES: dict[str, State] = {
     "frontend": State(
         model="tiny",
         server_args=["--max-num-seqs", "256", "--max-num-batched-tokens", "8192"],
-        load=LoadSpec(concurrency=48, max_requests=4000, duration_s=20.0, prompt_words=300, max_tokens=48, stream=True),
+        load=LoadSpec(
+            concurrency=64, max_requests=4000, duration_s=20.0, prompt_words=300, max_tokens=64, top_logprobs=5
+        ),
         expected="frontend",
     ),
 }

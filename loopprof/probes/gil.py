@@ -51,20 +51,35 @@ class GilKnocker:
         self.elapsed_s = 0.0
         self.wait_s = 0.0
         self.min_wait_s: float | None = None
-        self._tid: int | None = None
+        self._fd: int | None = None
+
+    def _queued_ns(self) -> int | None:
+        """Run-queue wait of the calling (agent) thread so far, from a kept-open fd (one ``pread``)."""
+        if self._fd is None:
+            try:
+                self._fd = os.open(f"/proc/self/task/{threading.get_native_id()}/schedstat", os.O_RDONLY)
+            except OSError:
+                return None
+        try:
+            return int(os.pread(self._fd, 64, 0).split()[1])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
     def knock(self, wait: Callable[[float], Any], period_s: float) -> None:
         """Run ``wait(period_s)`` (a sleep) and account how late the thread got the GIL back."""
-        if self._tid is None:
-            self._tid = threading.get_native_id()
-        before = _schedstat(self._tid)
+        before = self._queued_ns()
         t0 = perf_counter()
         wait(period_s)
         t1 = perf_counter()
-        after = _schedstat(self._tid)
+        after = self._queued_ns()
         if before is None or after is None:
             return
-        overshoot = (t1 - t0) - period_s - (after[1] - before[1]) / 1e9
+        overshoot = (t1 - t0) - period_s - (after - before) / 1e9
         overshoot = max(0.0, overshoot)
         if self.min_wait_s is None or overshoot < self.min_wait_s:
             self.min_wait_s = overshoot
