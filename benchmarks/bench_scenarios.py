@@ -29,6 +29,8 @@ from examples.harness import REPO_ROOT, StackHandle, running_stack
 from examples.loadgen import LoadResult, run_load
 from examples.profile import profile_pid
 from examples.scenarios import SCENARIOS, Scenario
+from examples.stack.settings import StackSettings
+from examples.stack.tokenizer import tokenizer_path, train_tokenizer
 
 CONCURRENCIES = (1, 4, 16, 64)
 # Engine cost per step: cheap (a fast GPU) vs raised (GPU time grows with the batch, so batching cannot hide it).
@@ -114,6 +116,10 @@ def readiness() -> dict[str, float]:
         old = os.environ.get("LOOPPROF_EXAMPLES_CACHE")
         os.environ["LOOPPROF_EXAMPLES_CACHE"] = cache
         try:
+            t0 = time.perf_counter()
+            train_tokenizer(StackSettings().vocab_size)
+            out["tokenizer training alone (in-process, part of a cold start)"] = time.perf_counter() - t0
+            tokenizer_path(StackSettings().vocab_size).unlink()
             for label in ("cold cache (trains the tokenizer)", "warm cache"):
                 with running_stack("idle") as stack:
                     out[label] = stack.ready_s
@@ -136,6 +142,21 @@ def _f(x: float | None, fmt: str = ".2f") -> str:
 
 def _claims(sc: Scenario, truth: dict[str, Any]) -> str:
     return "; ".join(f"{m} {_f(truth.get(m))} ({op} {b:g})" for m, op, b in sc.claims)
+
+
+def reading(rows: list[Row]) -> str:
+    """One sentence stating what the measured rows show, computed from them (so it cannot drift from the table)."""
+    first, last = rows[0], rows[-1]
+    rps = [r.load.req_per_s or 0.0 for r in rows]
+    growth = rps[-1] / rps[0] if rps[0] else float("nan")
+    busiest = next((r.concurrency for r in rows if (r.truth["loop_busy"] or 0) >= 0.9), None)
+    loop = f"the loop is ≥ 90% busy from concurrency {busiest}" if busiest else "the loop never reaches 90% busy"
+    return (
+        f"Concurrency ×{last.concurrency // first.concurrency} → throughput ×{growth:.1f} "
+        f"({rps[0]:.0f} → {rps[-1]:.0f} req/s) and TTFT p50 {_f(first.load.ttft_ms_p50, '.0f')} → "
+        f"{_f(last.load.ttft_ms_p50, '.0f')} ms; {loop}; engine busy {_f(first.truth['engine_busy'])} → "
+        f"{_f(last.truth['engine_busy'])}."
+    )
 
 
 SWEEP_HEAD = (
@@ -164,7 +185,7 @@ def render(sweeps: dict[str, list[Row]], runs: list[Any], ready: dict[str, float
         "",
     ]
     for label, rows in sweeps.items():
-        lines += [f"### {label}", "", SWEEP_HEAD, "|---|---|---|---|---|---|---|---|---|"]
+        lines += [f"### {label}", "", reading(rows), "", SWEEP_HEAD, "|---|---|---|---|---|---|---|---|---|"]
         for r in rows:
             t = r.truth
             lines.append(

@@ -47,11 +47,14 @@ def main(argv: list[str] | None = None) -> int:
         with running_stack(sc) as stack:
             print(f"ready in {stack.ready_s:.1f} s: API server pid {stack.pid}, engine pid {stack.engine_pid}")
             result: list[LoadResult] = []
-            load = sc.load and dataclasses.replace(
-                sc.load, port=stack.port, duration_s=args.seconds + 2 * LOAD_MARGIN_S, max_requests=10**6
-            )
+
+            def drive_load() -> None:
+                if sc.load is not None:
+                    seconds = args.seconds + 2 * LOAD_MARGIN_S
+                    result.append(run_load(dataclasses.replace(sc.load, port=stack.port, duration_s=seconds)))
+
             before = stack.groundtruth()
-            loader = threading.Thread(target=lambda: load and result.append(run_load(load)), daemon=True)
+            loader = threading.Thread(target=drive_load, daemon=True)
             loader.start()
             print(f"profiling pid {stack.pid} with loopprof attach for {args.seconds:.0f} s under load …")
             outcome: ProfileOutcome = profile_pid(stack.pid, args.seconds, stack.base_url + "/metrics")

@@ -91,8 +91,8 @@ _LIST = [
     Scenario(
         "gil_hog",
         "A background thread spins in pure Python holding the GIL; the loop waits for it on every wake-up.",
-        _s("gil_hog", step_ms=0.5, gil_hog_threads=1),
-        _load(concurrency=4, prompt_tokens=64, output_tokens=16, stream=True),
+        _s("gil_hog", step_ms=0.3, gil_hog_threads=1),
+        _load(concurrency=2, prompt_tokens=64, output_tokens=4, stream=True),
         (("gil_hog_fraction", ">", 0.40), ("engine_busy", "<", 0.50)),
         "frontend",
     ),

@@ -50,7 +50,6 @@ def test_ttfb_in_flight_and_app_errors_through_asgi_transport() -> None:
     async def main():
         transport = httpx.ASGITransport(app=wrapped)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            first = None
             r = await client.get("/")  # the first request starts and attaches the agent
             first = agent.snapshot()
             responses = await asyncio.gather(*(client.get("/") for _ in range(10)))
@@ -59,7 +58,7 @@ def test_ttfb_in_flight_and_app_errors_through_asgi_transport() -> None:
             return r, responses, first, agent.report(first), caught.value
 
     try:
-        r, responses, first, report, err = run_on("asyncio", main)
+        r, responses, _, report, err = run_on("asyncio", main)
     finally:
         agent.stop()
     assert r.text == "first last" and all(x.status_code == 200 for x in responses)

@@ -26,11 +26,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from build_model import ensure_model
-from load import LoadSpec, run
+from load import LoadResult, LoadSpec, run
 from serve import Server
 from states import STATES
 
 from loopprof.integrations import vllm as vllm_info
+
+SETTLE_S = 4.0
 
 
 def scrape(base_url: str) -> dict[str, float]:
@@ -55,14 +57,17 @@ class GaugeWatcher(threading.Thread):
         super().__init__(daemon=True, name="gauge-watcher")
         self.base_url, self.period_s = base_url, period_s
         self.samples: list[tuple[float | None, float | None]] = []
+        self.scrape_s: list[float] = []  # /metrics is served by the same event loop: slow when it is saturated
         self._stop_event = threading.Event()
 
     def run(self) -> None:
         while not self._stop_event.wait(self.period_s):
+            t0 = time.perf_counter()
             try:
                 m = scrape(self.base_url)
             except OSError:
                 continue
+            self.scrape_s.append(time.perf_counter() - t0)
             self.samples.append((vllm_info.metric_value(m, "waiting"), vllm_info.metric_value(m, "running")))
 
     def stop(self) -> dict[str, float | None]:
@@ -75,6 +80,7 @@ class GaugeWatcher(threading.Thread):
             "waiting_max": max(waiting) if waiting else None,
             "running_mean": round(statistics.fmean(running), 2) if running else None,
             "scrapes": len(self.samples),
+            "scrape_ms_mean": round(statistics.fmean(self.scrape_s) * 1000, 1) if self.scrape_s else None,
         }
 
 
@@ -108,16 +114,16 @@ def categories_from_raw(path: Path, rate_hz: float, duration_s: float) -> dict[s
     return {k: {c: round(v / expected, 3) for c, v in sorted(cnt.items())} for k, cnt in sorted(counts.items())}
 
 
-def start_profiler(kind: str, server: Server, out: Path, duration_s: float) -> subprocess.Popen[bytes] | None:
+def start_profiler(kind: str, server: Server, out: Path, window_s: float) -> subprocess.Popen[bytes] | None:
     pid = server.pid
     if kind == "none":
         return None
     if kind == "pyspy":
         pyspy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
         cmd = [pyspy, "record", "--pid", str(pid), "--subprocesses", "--threads", "--nonblocking", "--rate", "100"]
-        cmd += ["--format", "raw", "--duration", str(int(duration_s)), "-o", str(out / "pyspy.txt")]
+        cmd += ["--format", "raw", "--duration", str(int(window_s)), "-o", str(out / "pyspy.txt")]
     else:
-        cmd = [sys.executable, "-m", "loopprof", "attach", str(pid), "--duration", str(duration_s), "--no-live"]
+        cmd = [sys.executable, "-m", "loopprof", "attach", str(pid), "--duration", str(window_s), "--no-live"]
         cmd += ["--metrics-url", server.base_url + "/metrics"]
         cmd += ["--json", str(out / "report.json")]
     return subprocess.Popen(cmd, stdout=open(out / f"{kind}.log", "wb"), stderr=subprocess.STDOUT)
@@ -133,20 +139,31 @@ def run_state(name: str, *, profiler: str = "none", out: Path, load: LoadSpec | 
     with Server(model, state.server_args, log=out / "server.log") as server:
         server.start()
         run(server.base_url, LoadSpec(concurrency=4, max_requests=8, duration_s=30, max_tokens=4))  # warm-up
-        before = scrape(server.base_url)
+        # Measure a steady-state window: the load's first burst (every client's prefill at once) settles first.
+        box: list[LoadResult] = []
+        loader = threading.Thread(target=lambda: box.append(run(server.base_url, spec)), daemon=True)
+        loader.start()
+        time.sleep(SETTLE_S)
+        window_s = spec.duration_s - SETTLE_S - 1.0
+        before, t_before = scrape(server.base_url), time.time()
         watcher = GaugeWatcher(server.base_url)
         watcher.start()
-        prof = start_profiler(profiler, server, out, spec.duration_s)
-        result = run(server.base_url, spec)
+        prof = start_profiler(profiler, server, out, window_s)
+        time.sleep(window_s)
         gauges = watcher.stop()
-        after = scrape(server.base_url)
+        after, t_after = scrape(server.base_url), time.time()
         if prof is not None:
-            prof.wait(timeout=spec.duration_s + 120)
+            prof.wait(timeout=window_s + 120)
+        loader.join(timeout=spec.duration_s + 90)
         ready_s = server.ready_s
-    client = result.summary()
+    result = box[0]
+    # The requests vLLM's histograms saw in the window: those that finished in it.
+    done = [r for r in result.results if r.e2e_s is not None and t_before <= r.sent_s + r.e2e_s <= t_after]
+    client = {**LoadResult(spec, t_after - t_before, done).summary(), "all_requests": result.summary()}
     server_ms = vllm_info.histogram_means_ms(before, after)
     blind = {
-        "ttft_ms": _diff(client["ttft_mean_ms"], server_ms["ttft"]),
+        # without streaming the client's "first token" is the whole response: only e2e compares
+        "ttft_ms": _diff(client["ttft_mean_ms"], server_ms["ttft"]) if spec.stream else None,
         "e2e_ms": _diff(client["e2e_mean_ms"], server_ms["e2e_latency"]),
     }
     summary = {
@@ -161,7 +178,7 @@ def run_state(name: str, *, profiler: str = "none", out: Path, load: LoadSpec | 
         "before_arrival_ms": blind,  # client-observed minus vLLM-observed: time vLLM's metrics cannot see
     }
     if profiler == "pyspy" and (out / "pyspy.txt").exists():
-        summary["pyspy_categories"] = categories_from_raw(out / "pyspy.txt", 100.0, spec.duration_s)
+        summary["pyspy_categories"] = categories_from_raw(out / "pyspy.txt", 100.0, int(window_s))
     if profiler == "attach" and (out / "report.json").exists():
         summary["report"] = json.loads((out / "report.json").read_text())
     (out / "summary.json").write_text(json.dumps(summary, indent=2))

@@ -33,6 +33,7 @@ class LoadSpec:
     max_tokens: int = 16
     stream: bool = True
     chat: bool = True
+    turns: int = 1  # chat turns the prompt is split into: more chat-template work per request
     top_logprobs: int = 0  # > 0 asks for per-token logprobs: more output-processing work on the API server
 
 
@@ -84,9 +85,13 @@ def _body(spec: LoadSpec, i: int) -> dict:
         else:
             body["logprobs"] = spec.top_logprobs
     if spec.chat:
+        words = text.split()
+        step = max(1, len(words) // spec.turns)
+        chunks = [" ".join(words[i : i + step]) for i in range(0, len(words), step)][: spec.turns]
+        roles = ["user" if (len(chunks) - 1 - k) % 2 == 0 else "assistant" for k in range(len(chunks))]
         body["messages"] = [
             {"role": "system", "content": "You are terse."},
-            {"role": "user", "content": text},
+            *({"role": r, "content": c} for r, c in zip(roles, chunks, strict=True)),
         ]
     else:
         body["prompt"] = text

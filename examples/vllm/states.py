@@ -3,9 +3,9 @@
 ``engine``: a model large enough that each step is slow, a small batch cap (``--max-num-seqs 2``) and more
 concurrent requests than the cap, so requests queue in the engine (``vllm:num_requests_waiting`` > 0) while the
 API server's event loop idles. ``frontend``: the tiny model, so steps are cheap; a large batch cap; many
-concurrent streaming chat requests with long prompts and per-token top-5 logprobs, so the one API-server event loop (HTTP, chat template,
-tokenization hand-off, per-token detokenization and SSE) is what limits throughput while the engine waits for
-input. Measured numbers for both are in docs/benchmarks-vllm.md.
+concurrent streaming chat requests with long prompts and per-token top-20 logprobs, so the one API-server
+event loop (HTTP, chat template and tokenization hand-off, per-token detokenization and SSE) is what limits
+throughput while the engine waits for input. Measured numbers for both are in docs/benchmarks-vllm.md.
 """
 
 from __future__ import annotations
@@ -28,14 +28,20 @@ STATES: dict[str, State] = {
     "engine": State(
         model="large",
         server_args=["--max-num-seqs", "2", "--max-num-batched-tokens", "512"],
-        load=LoadSpec(concurrency=8, max_requests=400, duration_s=20.0, prompt_words=20, max_tokens=32, stream=False),
+        load=LoadSpec(concurrency=8, max_requests=400, duration_s=25.0, prompt_words=20, max_tokens=32, stream=False),
         expected="engine",
     ),
     "frontend": State(
         model="tiny",
         server_args=["--max-num-seqs", "256", "--max-num-batched-tokens", "8192"],
         load=LoadSpec(
-            concurrency=64, max_requests=4000, duration_s=20.0, prompt_words=300, max_tokens=64, top_logprobs=5
+            concurrency=64,
+            max_requests=4000,
+            duration_s=25.0,
+            prompt_words=300,
+            max_tokens=64,
+            turns=16,
+            top_logprobs=20,
         ),
         expected="frontend",
     ),

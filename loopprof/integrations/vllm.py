@@ -28,6 +28,13 @@ ENGINE_PROCESS_NAMES: tuple[str, ...] = (
     f"{PROCESS_NAME_PREFIX}::EngineCore",  # also EngineCore_DP<rank>
     f"{PROCESS_NAME_PREFIX}::Worker",  # also Worker_TP<rank>, Worker_PP<rank>, ...
 )
+# Whose main thread says whether the engine is stepping: blocked in ``Queue.get`` (a futex) on its input queue
+# is waiting for the frontend; anything else (scheduling, or spinning in ``MessageQueue.acquire_read`` while the
+# worker computes the step) is engine work. Workers are no such signal: after each message they spin on their
+# input with ``sched_yield`` for 1 s (``shm_broadcast.SpinCondition.busy_loop_s``), so they look busy, at ~0.5
+# core, while idle under steady load.
+ENGINE_CORE_PROCESS_NAMES: tuple[str, ...] = (f"{PROCESS_NAME_PREFIX}::EngineCore",)
+SPIN_WAITING_PROCESS_NAMES: tuple[str, ...] = (f"{PROCESS_NAME_PREFIX}::Worker",)
 # Extra API-server processes started by ``--api-server-count N`` (each runs its own uvloop event loop).
 API_SERVER_PROCESS_NAMES: tuple[str, ...] = (f"{PROCESS_NAME_PREFIX}::APIServer",)
 # Helper processes that are neither side (DP coordinator, multiprocessing's resource tracker).
@@ -59,6 +66,9 @@ FRAME_RULES: list[tuple[str, str, str | None]] = [
     ("chat_template", "jinja2/", None),
     # Detokenization: the v1 incremental detokenizer (on the event loop) and decode on the renderer pool.
     ("detokenize", "vllm/v1/engine/detokenizer.py", None),
+    ("detokenize", "vllm/v1/engine/logprobs.py", None),  # top-k logprob token ids → strings, on the loop
+    ("detokenize", "vllm/tokenizers/", "decode"),
+    ("detokenize", "vllm/tokenizers/", "convert_ids_to_tokens"),
     ("detokenize", "vllm/tokenizers/detokenizer_utils.py", None),
     ("detokenize", "vllm/transformers_utils/detokenizer", None),  # older releases
     ("detokenize", "vllm/renderers/base.py", "_decode"),
@@ -211,6 +221,28 @@ def is_rust_frontend(process: Any) -> bool:
     if isinstance(environ, Mapping):
         return str(environ.get(RUST_FRONTEND_ENV, "0")).strip().lower() in ("1", "true")
     return False
+
+
+def metrics_url(cmdline: str | Sequence[str]) -> str | None:
+    """vLLM's Prometheus URL from the API server's command line (``--host``/``--port``; vLLM serves ``/metrics``
+    on the API port, default 8000). None when ``cmdline`` is not a vLLM API server."""
+    words = _words(cmdline)
+    if not is_api_server(words):
+        return None
+    host, port = "127.0.0.1", "8000"
+    for i, word in enumerate(words):
+        flag, eq, value = word.partition("=")
+        if not eq and i + 1 < len(words):
+            value = words[i + 1]
+        if flag == "--host" and value:
+            host = value
+        elif flag == "--port" and value:
+            port = value
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}/metrics"
 
 
 def metric_value(samples: Mapping[str, float], key: str, suffix: str = "") -> float | None:

@@ -7,10 +7,11 @@ Two methods, named in the report as ``Loop.busy_method``:
 * ``syscall_sampling`` (uvloop and any other loop whose poll we cannot wrap): from the agent's own thread at
   ~200 Hz, read the loop thread's ``/proc/self/task/TID/schedstat`` (exact on-CPU + run-queue time) and its
   ``syscall`` (~3 µs each; the loop is never stopped). In each interval between samples, the loop's on-CPU
-  time is busy; its run-queue and off-CPU time are busy when the sample finds the thread outside a poll
-  (running, or blocked waiting for the GIL, a sleep, disk I/O) and idle when it is parked in ``epoll_wait``. Counting samples alone is biased: the
-  sampler needs the GIL, so while a callback holds it the samples come up to 5 ms (the switch interval) late,
-  and a CPU-bound loop read about half its true busy share that way.
+  time is busy; its run-queue time is busy unless the sample finds it parked in ``epoll_wait`` (then it was a
+  wake-up, which asyncio's select timing also counts as idle); its off-CPU rest is busy only when the sample
+  finds it blocked outside a poll (waiting for the GIL, a sleep, disk I/O). Counting samples alone is biased:
+  the sampler needs the GIL, so while a callback holds it the samples come up to 5 ms (the switch interval)
+  late, and a CPU-bound loop read about half its true busy share that way.
 """
 
 from __future__ import annotations

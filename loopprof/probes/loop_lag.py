@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections import deque
 from time import perf_counter
 from typing import Any
 
@@ -32,10 +33,10 @@ class LagProbe:
         self.interval_s = max(0.0005, interval_ms / 1000.0)
         self.hist = hist if hist is not None else Histogram()  # the agent keeps one across loops
         self.heartbeat = perf_counter()  # last time the loop ran a tick (read by the watchdog)
-        # (heartbeat before the stall, lateness) of the last tick later than stall_threshold_s: the watchdog reads
-        # it to learn how long a stall it saw lasted, even if later ticks ran before it looked again.
+        # (heartbeat before the stall, lateness) of the recent ticks later than stall_threshold_s: the watchdog
+        # reads them to learn how long a stall it saw lasted, even if later ticks ran before it looked again.
         self.stall_threshold_s = float("inf")
-        self.last_stall: tuple[float, float] = (0.0, 0.0)
+        self.recent_stalls: deque[tuple[float, float]] = deque(maxlen=16)
         self._due = 0.0
         # The Python frame that runs loop callbacks (asyncio's Handle._run, or for uvloop the code that called
         # run_forever): when the loop thread's innermost frame is this one, the loop is between callbacks.
@@ -62,7 +63,7 @@ class LagProbe:
         late = now - self._due
         self.hist.record_us(int(late * 1e6))
         if late > self.stall_threshold_s:
-            self.last_stall = (self.heartbeat, late)
+            self.recent_stalls.append((self.heartbeat, late))
         self.heartbeat = now
         if self._running:
             self._due = now + self.interval_s

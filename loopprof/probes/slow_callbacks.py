@@ -3,11 +3,11 @@
 Patching ``asyncio.Handle._run`` does not see uvloop's callbacks (Cython), so instead the agent thread calls
 :meth:`SlowCallbackWatchdog.check` every ``watchdog_interval_ms``. When the loop heartbeat (the lag probe's
 tick) has not advanced for ``slow_callback_ms``, it takes ``sys._current_frames()[loop_thread]`` and records the
-innermost Python frame as ``module:function:line``. Because a thread running pure Python may let the
-watchdog in only when it returns to the loop, the frame is also taken when the stall passes half the threshold,
-and a frame showing the loop between callbacks is never blamed. One stall is counted once, at the place first seen; its
-length is the lateness of the tick that ended it (error < one lag period), which the tick records. ``sys._current_frames`` is called
-only during a stall, so the cost on a healthy loop is a float comparison.
+innermost Python frame as ``module:function:line``. Because a thread running pure Python may let the watchdog
+in only when it returns to the loop, the frame is also taken when the stall passes half the threshold, and a
+frame showing the loop between callbacks is never blamed. One stall is counted once, at the place first seen;
+its length is the lateness of the tick that ended it (error < one lag period), which the tick records.
+``sys._current_frames`` is called only while the loop is late, so a healthy loop costs a float comparison.
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ from typing import Any
 from loopprof.probes.loop_lag import LagProbe
 
 MAX_PLACES = 200
-IDLE_MODULES = frozenset({"selectors", "asyncio.base_events", "asyncio.events", "asyncio.runners"})  # bound the memory for pathological code that stalls in many places
+IDLE_MODULES = frozenset(
+    {"selectors", "asyncio.base_events", "asyncio.events", "asyncio.runners"}
+)  # bound the memory for pathological code that stalls in many places
 
 
 def frame_where(frame: FrameType | None) -> str:
@@ -84,10 +86,10 @@ class SlowCallbackWatchdog:
 
     def _finish(self) -> None:
         where = self._stall_where or "<unknown>:<unknown>:0"
-        beat, late = self.lag.last_stall
-        # The tick that ended the stall knows its length (error < one lag period); if that record is not ours,
-        # the stall lasted at least the threshold.
-        stall_ms = max(late if beat == self._stall_beat else 0.0, self.threshold_s) * 1000.0
+        # The tick that ended the stall knows its length (error < one lag period); without its record, the stall
+        # lasted at least the threshold.
+        late = max((late for beat, late in list(self.lag.recent_stalls) if beat == self._stall_beat), default=0.0)
+        stall_ms = max(late, self.threshold_s) * 1000.0
         entry = self.places.get(where)
         if entry is None:
             if len(self.places) >= MAX_PLACES:

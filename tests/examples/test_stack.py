@@ -11,7 +11,6 @@ import psutil
 import pytest
 
 from examples.harness import REPO_ROOT, StackError, running_stack
-from examples.loadgen import LoadSettings
 from examples.scenarios import SCENARIOS
 
 pytestmark = pytest.mark.slow
@@ -24,6 +23,13 @@ def test_scenario_ground_truth_holds(name: str) -> None:
     if load is not None:
         assert load.completed > 0 and load.failed == 0, load.errors
     assert SCENARIOS[name].check(truth) == []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def _post(url: str, body: dict) -> bytes:
@@ -46,7 +52,7 @@ def test_openai_api_metrics_and_cleanup() -> None:
         for name in ("vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:kv_cache_usage_perc",
                      'vllm:time_to_first_token_seconds_count{model_name="loopprof-mini"} 2.0'):  # fmt: skip
             assert name in metrics
-    assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in pids)
+    assert not any(_alive(p) for p in pids)
 
 
 def test_cleanup_when_the_body_raises_in_multi_frontend() -> None:
@@ -56,7 +62,7 @@ def test_cleanup_when_the_body_raises_in_multi_frontend() -> None:
         assert len(stack.api_server_pids) == 2 and stack.pid not in stack.api_server_pids
         raise RuntimeError("boom")
     assert len(pids) == 4
-    assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in pids)
+    assert not any(_alive(p) for p in pids)
 
 
 def test_bad_setting_is_one_line_usage_error() -> None:
@@ -69,4 +75,3 @@ def test_bad_setting_is_one_line_usage_error() -> None:
 def test_stack_error_names_the_cause() -> None:
     with pytest.raises(StackError, match="before it was ready"), running_stack("idle", max_num_seqs=0):
         pass
-    assert LoadSettings().port == 8000

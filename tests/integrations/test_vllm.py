@@ -145,3 +145,19 @@ def test_histogram_means_over_a_window() -> None:
 def test_metric_value_falls_back_to_older_names() -> None:
     assert vllm.metric_value({"vllm:gpu_cache_usage_perc": 0.5}, "kv_cache_usage") == 0.5
     assert vllm.metric_value({}, "waiting") is None
+
+
+@pytest.mark.parametrize(
+    ("cmdline", "url"),
+    [
+        (
+            "python -m vllm.entrypoints.openai.api_server --model m --host 127.0.0.1 --port 8011",
+            "http://127.0.0.1:8011/metrics",
+        ),
+        (["/v/bin/vllm", "serve", "m", "--port=9000"], "http://127.0.0.1:9000/metrics"),
+        ("python -m vllm.entrypoints.openai.api_server --host 0.0.0.0", "http://127.0.0.1:8000/metrics"),
+        ("python -m uvicorn app:app --port 8000", None),
+    ],
+)
+def test_metrics_url_from_the_api_server_command_line(cmdline: str | list[str], url: str | None) -> None:
+    assert vllm.metrics_url(cmdline) == url

@@ -17,11 +17,15 @@ BLOCK_S = 0.050
 
 
 def planted_block(out: list[float]) -> None:
-    """Holds the loop (and the GIL) in its own frame, as a CPU-bound handler would."""
+    """Holds the loop (and the GIL) in its own frame, as a CPU-bound handler would.
+
+    Ground truth: from the block's start until a witness callback queued at that start gets to run, i.e. how
+    long the loop was unavailable, including any time a loaded machine kept the thread off the CPU after it.
+    """
     t0 = time.perf_counter()
+    asyncio.get_running_loop().call_soon(lambda: out.append(time.perf_counter() - t0))
     while time.perf_counter() - t0 < BLOCK_S:
         pass
-    out.append(time.perf_counter() - t0)
 
 
 def _lines_of(fn: object) -> range:
