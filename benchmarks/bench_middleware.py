@@ -105,19 +105,22 @@ def _wait_port(port: int, proc: subprocess.Popen, timeout_s: float = 20.0) -> No
 
 
 def _pin(cpu: int) -> None:
-    """Server on CPU 0, load generator on CPU 1, so they do not take turns on one core."""
+    """``--pin``: server on CPU 0, load generator on CPU 1 (steadier on a quiet machine, worse on a shared one,
+    where a pinned server cannot escape a neighbour that hogs its core)."""
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) >= 2:
         os.sched_setaffinity(0, {cpu})
 
 
-def one_run(with_loopprof: bool, seconds: float, connections: int) -> tuple[float, float, float]:
+def one_run(with_loopprof: bool, seconds: float, connections: int, pin: bool = False) -> tuple[float, float, float]:
     import psutil
     import uvloop
 
     port = _free_port()
     cmd = [sys.executable, __file__, "--serve", str(port)] + (["--loopprof"] if with_loopprof else [])
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOOPPROF_")}
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True, preexec_fn=lambda: _pin(0))
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, start_new_session=True, preexec_fn=(lambda: _pin(0)) if pin else None
+    )
     try:
         _wait_port(port, proc)
         server = psutil.Process(proc.pid)
@@ -142,6 +145,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--out", default=str(ROOT / "docs" / "benchmarks-middleware.md"))
+    ap.add_argument("--pin", action="store_true", help="pin the server to CPU 0 and the load to CPU 1")
     ap.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--loopprof", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -149,12 +153,13 @@ def main() -> None:
         serve(args.serve, args.loopprof)
         return
 
-    _pin(1)
+    if args.pin:
+        _pin(1)
     runs: dict[bool, list[tuple[float, float, float]]] = {False: [], True: []}
     rows = []
     for r in range(args.rounds):
         for variant in (False, True) if r % 2 == 0 else (True, False):
-            rps, p99, cpu_us = one_run(variant, args.seconds, args.connections)
+            rps, p99, cpu_us = one_run(variant, args.seconds, args.connections, args.pin)
             runs[variant].append((rps, p99, cpu_us))
             name = "middleware + agent" if variant else "plain"
             rows.append(f"| {r + 1} | {name} | {rps:,.0f} | {p99:.2f} | {cpu_us:.1f} |")
@@ -167,8 +172,10 @@ def main() -> None:
             "# LoopProfMiddleware + agent: cost under load",
             "",
             f"`.venv/bin/python benchmarks/bench_middleware.py --rounds {args.rounds} --seconds {args.seconds:g} "
-            f"--connections {args.connections}` — uvicorn (uvloop, 1 process, pinned to CPU 0) on 127.0.0.1 serving a "
-            f"FastAPI JSON route, {args.connections} keep-alive connections from a uvloop client pinned to CPU 1; "
+            f"--connections {args.connections}{' --pin' if args.pin else ''}` — uvicorn (uvloop, 1 process) "
+            "on 127.0.0.1 "
+            f"serving a FastAPI JSON route, {args.connections} keep-alive connections from a uvloop client on the "
+            f"same machine ({'server on CPU 0, client on CPU 1' if args.pin else 'not pinned'}); "
             "plain and wrapped runs interleaved. The agent runs with every probe on (defaults: 2 ms lag tick, "
             "200 Hz agent thread). Server CPU per request is the steadier number when the machine is shared.",
             "",

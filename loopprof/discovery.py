@@ -110,15 +110,18 @@ def discover(
 
 
 def refine_role(info: ProcessInfo, main_thread_kind: str | None, overridden: Iterable[int] = ()) -> None:
-    """Use what a child's threads do to settle an ``other``: ``"loop"`` → frontend, ``"waiting"`` → engine.
+    """Use what a child's main thread does to settle an ``other``: an event loop → frontend; anything else → engine.
 
-    Only processes whose role came from position (``other``) change; names and user overrides stay.
+    A Python child of the API server that runs no event loop and is no standard-library helper serves the
+    frontend: it is the engine whether this one look caught it waiting for input or in the middle of a step (an
+    engine at capacity is almost never seen waiting). Only roles that came from position change; names and user
+    overrides stay.
     """
-    if info.pid in set(overridden) or info.role != "other":
+    if info.pid in set(overridden) or info.role != "other" or role_from_name(info.cmdline) is not None:
         return
     if main_thread_kind == "loop":
         info.role = "frontend"
-    elif main_thread_kind == "waiting":
+    elif main_thread_kind in ("waiting", "working"):
         info.role = "engine"
 
 

@@ -31,3 +31,27 @@ def test_children_get_roles_from_titles_and_overrides() -> None:
             subprocess.run(["kill", str(p.pid)], check=False)
         root.kill()
         root.wait()
+
+
+def _info(cmdline: str) -> discovery.ProcessInfo:
+    return discovery.ProcessInfo(pid=4321, role="other", cmdline=cmdline)
+
+
+def test_a_child_caught_mid_step_is_still_the_engine() -> None:
+    # An engine at capacity is almost never seen waiting; one look that finds it working must still say engine.
+    for kind in ("waiting", "working"):
+        info = _info("python -m examples.stack.engine --port 5555")
+        discovery.refine_role(info, kind)
+        assert info.role == "engine", kind
+
+
+def test_stdlib_helpers_and_overrides_keep_their_role() -> None:
+    helper = _info("python -c from multiprocessing.resource_tracker import main;main(7)")
+    discovery.refine_role(helper, "working")
+    assert helper.role == "other"
+    overridden = _info("python worker.py")
+    discovery.refine_role(overridden, "working", overridden=[4321])
+    assert overridden.role == "other"
+    unknown = _info("python worker.py")
+    discovery.refine_role(unknown, None)
+    assert unknown.role == "other"

@@ -26,11 +26,12 @@ from typing import Any
 import psutil
 
 from loopprof import discovery
+from loopprof.analysis.fleet import combine_frontends
 from loopprof.analysis.verdict import ServerContext, decide
 from loopprof.attach import frames, pyspy
 from loopprof.attach.errors import AttachError, check_target, no_such_process, require_pyspy
 from loopprof.attach.loop_sampler import DEFAULT_RATE_HZ, LoopSampler
-from loopprof.attach.window import FrontendWindow, aggregate
+from loopprof.attach.window import FrontendWindow
 from loopprof.report import Engine, ProcessInfo, Report, SamplerHealth
 
 CHUNK_S = 2  # whole seconds (py-spy --duration); each restart loses ~0.1-0.3 s, so 2 s keeps ~87% coverage.
@@ -226,7 +227,7 @@ class AttachSession:
             p.cpu_fraction = cpu if cpu is not None else p.cpu_fraction
         report.target.processes = [ProcessInfo(p.pid, p.role, p.cmdline, p.cpu_fraction) for p in self.processes]
         if fronts:
-            report.frontend = aggregate(fronts)
+            report.frontend = combine_frontends(fronts)
             report.frontends = fronts if len(fronts) > 1 else []
         report.engine = self._engine()
         report.sampler = self._health(elapsed)

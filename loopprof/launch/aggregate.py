@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from loopprof.analysis.fleet import combine_frontends
 from loopprof.discovery import role_from_name
 from loopprof.report import Engine, Frontend, ProcessInfo, Report, SamplerHealth, Target
 
@@ -160,63 +161,6 @@ def frontend_of(rec: ProcessRecord) -> Frontend | None:
     fe = frontend_window(rec.first["snapshot"], rec.last["snapshot"])
     fe.pid = rec.pid
     return fe
-
-
-def _max(values: list[float | None]) -> float | None:
-    present = [v for v in values if v is not None]
-    return max(present) if present else None
-
-
-def _sum(values: list[Any]) -> Any:
-    present = [v for v in values if v is not None]
-    return sum(present) if present else None
-
-
-def _mean(values: list[float | None]) -> float | None:
-    present = [v for v in values if v is not None]
-    return sum(present) / len(present) if present else None
-
-
-def combine_frontends(frontends: list[Frontend]) -> Frontend:
-    """Several API-server processes as one frontend section.
-
-    Loop busy share and lag are the *worst* process's (a request routed to the busiest loop waits on it; the
-    per-process sections stay in ``frontends``); counts and totals are summed; per-process shares of wall time
-    (GC, tokenization, GIL) are averaged.
-    """
-    if len(frontends) == 1:
-        return frontends[0]
-    out = Frontend()
-    loops = [f.loop for f in frontends]
-    out.loop.busy_fraction = _max([lp.busy_fraction for lp in loops])
-    for name in ("p50", "p90", "p99", "max"):
-        setattr(out.loop.lag_ms, name, _max([getattr(lp.lag_ms, name) for lp in loops]))
-    out.loop.slow_callbacks = sorted(
-        (cb for lp in loops for cb in lp.slow_callbacks), key=lambda cb: cb.max_ms, reverse=True
-    )[:10]
-    first = loops[0]
-    out.loop.busy_method, out.loop.lag_method, out.loop.loop_kind = first.busy_method, first.lag_method, first.loop_kind
-    out.loop.lag_is_estimate = any(lp.lag_is_estimate for lp in loops)
-    gcs = [f.gc for f in frontends]
-    out.gc.collections = _sum([g.collections for g in gcs])
-    out.gc.pause_ms.total = _sum([g.pause_ms.total for g in gcs])
-    out.gc.pause_ms.p99 = _max([g.pause_ms.p99 for g in gcs])
-    out.gc.pause_ms.max = _max([g.pause_ms.max for g in gcs])
-    out.gc.time_fraction = _mean([g.time_fraction for g in gcs])
-    out.gc.method = gcs[0].method
-    gils = [f.gil for f in frontends]
-    out.gil.held_fraction = _mean([g.held_fraction for g in gils])
-    out.gil.contention = _mean([g.contention for g in gils])
-    out.gil.held_method, out.gil.contention_method = gils[0].held_method, gils[0].contention_method
-    toks = [f.tokenization for f in frontends]
-    out.tokenization.calls = _sum([t.calls for t in toks])
-    out.tokenization.total_ms = _sum([t.total_ms for t in toks])
-    out.tokenization.time_fraction = _mean([t.time_fraction for t in toks])
-    out.tokenization.on_loop_fraction = _mean([t.on_loop_fraction for t in toks])
-    out.tokenization.method = toks[0].method
-    out.requests.count = _sum([f.requests.count for f in frontends])
-    out.requests.in_flight_max = _max([f.requests.in_flight_max for f in frontends])
-    return out
 
 
 def missing_note(rec: ProcessRecord) -> str | None:
