@@ -67,7 +67,8 @@ def test_ttfb_in_flight_and_app_errors_through_asgi_transport() -> None:
     assert req.count == 11  # ten concurrent ones and the one that raised
     assert req.in_flight_max == 10
     assert agent.requests.in_flight == 0  # the failing request was taken out too
-    assert req.ttfb_ms.p50 is not None and FIRST_BYTE_S * 1000 <= req.ttfb_ms.p50 < FIRST_BYTE_S * 1000 + 40
+    # 0.99: a percentile is read back from its histogram bucket (within 0.8%)
+    assert req.ttfb_ms.p50 is not None and 0.99 * FIRST_BYTE_S * 1000 <= req.ttfb_ms.p50 < FIRST_BYTE_S * 1000 + 40
     assert report.frontend.loop.loop_kind == "asyncio"
 
 
@@ -140,6 +141,6 @@ def test_under_real_uvicorn_with_uvloop() -> None:
     req = report.frontend.requests
     assert req.count == 8
     assert req.in_flight_max is not None and 2 <= req.in_flight_max <= 8
-    assert req.ttfb_ms.p50 is not None and req.ttfb_ms.p50 >= FIRST_BYTE_S * 1000
+    assert req.ttfb_ms.p50 is not None and req.ttfb_ms.p50 >= 0.99 * FIRST_BYTE_S * 1000
     assert report.frontend.loop.loop_kind == "uvloop"
     assert report.frontend.loop.busy_method == "syscall_sampling"

@@ -33,7 +33,7 @@ STATES: dict[str, State] = {
     ),
     "frontend": State(
         model="tiny",
-        server_args=["--max-num-seqs", "256", "--max-num-batched-tokens", "8192"],
+        server_args=["--max-num-seqs", "256", "--max-num-batched-tokens", "32768"],
         load=LoadSpec(
             concurrency=64,
             max_requests=4000,

@@ -59,15 +59,19 @@ def verdict_panel(report: Report) -> Panel:
     return Panel(body, title="loopprof verdict", title_align="left", border_style="bold")
 
 
+def _signal_columns(table: Table) -> None:
+    table.add_column("signal", style="bold", no_wrap=True)
+    table.add_column("value", justify="right", no_wrap=True)
+    table.add_column("evidence / method", style="dim", ratio=1, overflow="fold")
+
+
 def _row(table: Table, signal: str, value: str, evidence: str = "") -> None:
     table.add_row(signal, value, evidence)
 
 
 def frontend_table(frontend: Frontend, title: str = "Frontend (Python API server)") -> Table:
-    t = Table(title=title, title_justify="left", show_edge=False, expand=False)
-    t.add_column("signal", style="bold")
-    t.add_column("value", justify="right")
-    t.add_column("evidence / method", style="dim")
+    t = Table(title=title, title_justify="left", show_edge=False)
+    _signal_columns(t)
     loop, gil, gc, tok = frontend.loop, frontend.gil, frontend.gc, frontend.tokenization
     kind = f"{loop.loop_kind} loop, " if loop.loop_kind else ""
     _row(t, "loop busy", fraction(loop.busy_fraction), f"{kind}{loop.busy_method or 'not measured'}")
@@ -121,9 +125,7 @@ def frontend_table(frontend: Frontend, title: str = "Frontend (Python API server
 def engine_table(report: Report) -> Table:
     e = report.engine
     t = Table(title="Engine", title_justify="left", show_edge=False)
-    t.add_column("signal", style="bold")
-    t.add_column("value", justify="right")
-    t.add_column("evidence / method", style="dim")
+    _signal_columns(t)
     _row(t, "engine busy", fraction(e.busy_fraction), e.method or "not measured")
     _row(t, "GPU utilization", fraction(e.gpu_utilization), "nvml" if "nvml" in e.signals else "no GPU read")
     _row(t, "requests waiting", count(e.waiting_requests), "engine /metrics" if "metrics" in e.signals else "")
@@ -137,10 +139,10 @@ def engine_table(report: Report) -> Table:
 
 def processes_table(report: Report) -> Table:
     t = Table(title="Processes", title_justify="left", show_edge=False)
-    t.add_column("pid", justify="right")
-    t.add_column("role")
-    t.add_column("CPU", justify="right")
-    t.add_column("command", overflow="ellipsis", no_wrap=True, max_width=70)
+    t.add_column("pid", justify="right", no_wrap=True, min_width=5)
+    t.add_column("role", no_wrap=True, min_width=8)
+    t.add_column("CPU", justify="right", no_wrap=True, min_width=6)
+    t.add_column("command", overflow="ellipsis", no_wrap=True, ratio=1)
     for p in report.target.processes:
         t.add_row(str(p.pid), p.role, fraction(p.cpu_fraction), p.cmdline)
     return t
