@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from loopprof.probes.thread_state import ThreadState, open_thread_state
 
 DEFAULT_RATE_HZ = 500  # 2 ms resolution, the embedded agent's timer-probe period
+GIL_EVERY = 5  # read every Python thread on one tick in five (100 Hz): enough for a share, cheap for many threads
 
 
 @dataclass
@@ -30,6 +31,10 @@ class LoopStats:
     observed_s: float = 0.0
     gone: bool = False
     period_s: float = 0.002
+    # GIL held share: on GIL ticks, was any Python thread of the process on a CPU (or runnable)?
+    gil_ticks: int = 0
+    gil_held: int = 0
+    holders: dict[str, float] = field(default_factory=dict)  # thread name -> ticks it held the GIL
     _run_start: float | None = None
     _last_busy: float = 0.0
     _last_t: float | None = None
@@ -37,6 +42,14 @@ class LoopStats:
     @property
     def busy_fraction(self) -> float | None:
         return None if self.samples == 0 else self.busy / self.samples
+
+    def add_gil(self, running: list[str]) -> None:
+        """One look at every Python thread: a thread that runs Python holds the GIL, and only one can at a time."""
+        self.gil_ticks += 1
+        if running:
+            self.gil_held += 1
+            for name in running:
+                self.holders[name] = self.holders.get(name, 0.0) + 1.0 / len(running)
 
     def add(self, busy: bool, now: float) -> None:
         if self._last_t is not None:
@@ -66,6 +79,7 @@ class LoopSampler:
         self.late_ticks = 0
         self.errors: list[str] = []
         self._handles: dict[int, ThreadState] = {}
+        self._threads: dict[int, dict[int, tuple[ThreadState, str]]] = {}  # pid -> tid -> (handle, name)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -89,10 +103,46 @@ class LoopSampler:
             self._thread.start()
         return True
 
+    def set_threads(self, pid: int, names: dict[int, str]) -> None:
+        """The process's Python threads (from py-spy) whose running state makes the GIL-held estimate."""
+        with self._lock:
+            if pid not in self.stats:
+                return
+            known = self._threads.setdefault(pid, {})
+            for tid, name in names.items():
+                if tid in known:
+                    known[tid] = (known[tid][0], name)
+                    continue
+                try:
+                    handle = open_thread_state(pid, tid)
+                except PermissionError:
+                    handle = None
+                if handle is not None:
+                    known[tid] = (handle, name)
+
+    def gil_available(self, pid: int) -> bool:
+        with self._lock:
+            return bool(self._threads.get(pid))
+
+    def _sample_gil(self, pid: int) -> None:
+        threads = self._threads.get(pid)
+        if not threads:
+            return
+        running = []
+        for tid, (handle, name) in list(threads.items()):
+            state, _ = handle.read()
+            if state == "gone":
+                handle.close()
+                del threads[tid]
+            elif state == "running":
+                running.append(name)
+        self.stats[pid].add_gil(running)
+
     def _run(self) -> None:
         next_t = time.perf_counter()
         while not self._stop.is_set():
             now = time.perf_counter()
+            gil_tick = self.ticks % GIL_EVERY == 0
             with self._lock:
                 for pid, handle in list(self._handles.items()):
                     state, _ = handle.read()
@@ -102,6 +152,8 @@ class LoopSampler:
                         self.stats[pid].gone = True
                         continue
                     self.stats[pid].add(state != "polling", now)
+                    if gil_tick:
+                        self._sample_gil(pid)
             self.ticks += 1
             next_t += self.period_s
             delay = next_t - time.perf_counter()
@@ -117,7 +169,10 @@ class LoopSampler:
             s = self.stats.get(pid)
             if s is None:
                 return None
-            return LoopStats(s.pid, s.tid, s.samples, s.busy, list(s.stretches_ms), s.observed_s, s.gone, s.period_s)
+            return LoopStats(
+                s.pid, s.tid, s.samples, s.busy, list(s.stretches_ms), s.observed_s, s.gone, s.period_s,
+                s.gil_ticks, s.gil_held, dict(s.holders),
+            )  # fmt: skip
 
     def stop(self) -> None:
         self._stop.set()
@@ -127,6 +182,10 @@ class LoopSampler:
             for handle in self._handles.values():
                 handle.close()
             self._handles.clear()
+            for threads in self._threads.values():
+                for handle, _ in threads.values():
+                    handle.close()
+            self._threads.clear()
 
 
 def lag_from_stretches(stretches_ms: list[float], observed_ms: float, probe_ms: float) -> dict[str, float] | None:

