@@ -37,7 +37,7 @@ import platform
 import sys
 import threading
 import time
-from dataclasses import replace
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -54,6 +54,8 @@ from loopprof.report import Engine, ProcessInfo, Report, Target
 
 log = logging.getLogger("loopprof")
 SNAPSHOT_SCHEMA = "loopprof.snapshot/1"
+EXPORT_SHUTDOWN_S = 2.0  # at most this long at application exit for the last OTLP batch
+ENGINE_LOOK_INTERVAL_S = 5.0  # how often, until one is found, the agent looks for engine child processes
 
 
 def loop_kind(loop: Any) -> str:
@@ -104,7 +106,7 @@ class _Attached:
 
 class Agent:
     def __init__(self, config: AgentConfig | None = None) -> None:
-        self.config = config or _config_from_env()
+        self.config = config or AgentConfig.from_env()
         self.requests: Any = None  # set by the ASGI middleware: an object with snapshot() -> dict
         self._lock = threading.Lock()  # start/stop/attach only; never taken by the loop's hot path
         self._started = False
@@ -116,12 +118,17 @@ class Agent:
         self._gc: GcPauseProbe | None = None
         self._gil: GilKnocker | None = None
         self._engine: Any = None
+        self._engine_first: dict[str, Any] | None = None
+        self._next_engine_look = 0.0
+        self._exporter: Any = None
+        self._next_export = 0.0
         self._thread: threading.Thread | None = None
         self._stop_event = threading.Event()
         self._patches: list[tuple[type, str, Any, bool]] = []  # (class, name, original, class had its own)
         self._unhooks: list[Any] = []
         self._first: dict[str, Any] | None = None
         self._atexit = False
+        self._loop_stop_callbacks: list[Callable[[], None]] = []
 
     # ----------------------------------------------------------------- lifecycle
     def start(self) -> None:
@@ -140,8 +147,11 @@ class Agent:
                     tokenization.start()
                 if cfg.gil:
                     self._gil = GilKnocker()
-                self._engine = _make_engine_probe(cfg)
+                self._engine = _make_engine_probe(cfg, cfg.engine_pids)
+                self._engine_first = self._engine.snapshot() if self._engine is not None else None
                 self._install_loop_hooks()
+                self._exporter = _make_exporter(cfg)
+                self._next_export = time.monotonic() + cfg.export_interval_s
                 self._thread = threading.Thread(target=self._run, name="loopprof-agent", daemon=True)
                 self._thread.start()
                 if cfg.json_path:
@@ -187,6 +197,18 @@ class Agent:
         except Exception as exc:
             self._warn(f"loopprof could not attach to the event loop: {exc!r}")
 
+    def on_loop_stop(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` whenever a loop's ``run_forever`` returns.
+
+        Servers such as uvicorn re-raise SIGTERM after a graceful shutdown, so ``atexit`` never runs; the end of
+        the loop is the last moment a consumer (the ``run`` wrapper) can take a final snapshot.
+        """
+        self._loop_stop_callbacks.append(callback)
+
+    def _loop_stopped(self) -> None:
+        for callback in list(self._loop_stop_callbacks):
+            _quiet(callback)
+
     def _maybe_attach(self, loop: asyncio.AbstractEventLoop) -> None:
         """From the run_forever hook: follow a new loop unless the current one is still running."""
         current = self._attached
@@ -200,6 +222,10 @@ class Agent:
                 self._write_json()
         except Exception as exc:
             self._warn(f"loopprof could not write its report: {exc!r}")
+        exporter, self._exporter = self._exporter, None
+        if exporter is not None and self._started:
+            _quiet(lambda: exporter.update(self.report()))
+            _quiet(lambda: exporter.shutdown(EXPORT_SHUTDOWN_S))
         try:
             with self._lock:
                 if not self._started:
@@ -250,6 +276,8 @@ class Agent:
                     wait(period)
                 if self._stop_event.is_set():
                     break
+                self._look_for_engine()
+                self._export()
                 attached = self._attached
                 # A stopped loop (between run_until_complete calls) is neither busy nor stalled.
                 if attached is not None and attached.loop.is_running():
@@ -261,6 +289,31 @@ class Agent:
                 wait(period)
         if self._gil is not None:
             self._gil.close()  # the fd belongs to this thread's /proc entry
+
+    def _export(self) -> None:
+        """Hand the exporter the window so far, every ``export_interval_s``, from this thread (never the loop)."""
+        if self._exporter is None:
+            return
+        now = time.monotonic()
+        if now >= self._next_export:
+            self._next_export = now + self.config.export_interval_s
+            self._exporter.update(self.report())
+
+    def _look_for_engine(self) -> None:
+        """An engine started after the agent (vLLM starts EngineCore during start-up) is found within seconds."""
+        cfg = self.config
+        if self._engine is not None or cfg.engine_pids or not cfg.engine_children:
+            return
+        now = time.monotonic()
+        if now < self._next_engine_look:
+            return
+        self._next_engine_look = now + ENGINE_LOOK_INTERVAL_S
+        pids = _engine_children()
+        if pids:
+            probe = _make_engine_probe(cfg, pids)
+            if probe is not None:
+                self._engine_first = probe.snapshot()
+                self._engine = probe
 
     # ----------------------------------------------------------------- loop-start hooks
     def _install_loop_hooks(self) -> None:
@@ -282,7 +335,10 @@ class Agent:
         def run_forever(loop_self: Any, *args: Any, **kwargs: Any) -> Any:
             with contextlib.suppress(Exception):
                 agent._maybe_attach(loop_self)
-            return original(loop_self, *args, **kwargs)
+            try:
+                return original(loop_self, *args, **kwargs)
+            finally:
+                agent._loop_stopped()
 
         run_forever.__loopprof_wrapped__ = original  # type: ignore[attr-defined]
         had_own = name in cls.__dict__
@@ -353,7 +409,11 @@ class Agent:
         last = self.snapshot()
         first = since or self._first or last
         frontend = frontend_window(first, last)
-        engine = _engine_window(first.get("engine"), last.get("engine")) if "engine" in last else Engine()
+        engine = (
+            _engine_window(first.get("engine") or self._engine_first, last.get("engine"))
+            if "engine" in last
+            else Engine()
+        )
         started = datetime.fromtimestamp(float(first["wall_time"]), tz=timezone.utc)
         report = Report(
             source="embedded",
@@ -402,15 +462,6 @@ def _agent_cpu_fraction(first: dict[str, Any], last: dict[str, Any]) -> float | 
     return round(max(0.0, b - (a or 0.0)) / wall, 5)
 
 
-def _config_from_env() -> AgentConfig:
-    """``AgentConfig.from_env()``, also honouring ``LOOPPROF_JSON`` (the documented name of ``json_path``)."""
-    cfg = AgentConfig.from_env()
-    path = os.environ.get("LOOPPROF_JSON")
-    if not cfg.json_path and path:
-        cfg = replace(cfg, json_path=path)
-    return cfg
-
-
 def _quiet(fn: Any) -> None:
     try:
         fn()
@@ -418,14 +469,41 @@ def _quiet(fn: Any) -> None:
         log.debug("loopprof: ignored error", exc_info=True)
 
 
-def _make_engine_probe(config: AgentConfig) -> Any:
-    """The engine probe when the user named engine processes or a metrics URL; None otherwise."""
-    if not config.engine_pids and not config.metrics_url:
+def _make_exporter(config: AgentConfig) -> Any:
+    """The OTLP exporter when the standard ``OTEL_EXPORTER_OTLP_*`` variables ask for one; a failure is logged once."""
+    if not config.otlp:
+        return None
+    try:
+        from loopprof.export import exporter_from_options
+
+        return exporter_from_options(None)
+    except Exception as exc:
+        log.warning("loopprof: OTLP export disabled: %s", exc)
+        return None
+
+
+def _engine_children() -> list[int]:
+    """This process's Python children that are not frontends themselves (the engine, its workers)."""
+    try:
+        from loopprof import discovery
+
+        children = discovery.discover(os.getpid())[1:]
+        for info in children:
+            discovery.refine_role(info, "working")  # a child with no loop of its own serves this frontend
+        return [p.pid for p in children if p.role == "engine"]
+    except Exception:
+        log.debug("loopprof: engine discovery failed", exc_info=True)
+        return []
+
+
+def _make_engine_probe(config: AgentConfig, pids: tuple[int, ...] | list[int]) -> Any:
+    """The engine probe for ``pids`` and/or the metrics URL; None when there is neither."""
+    if not pids and not config.metrics_url:
         return None
     try:
         from loopprof.probes.engine import EngineProbe
 
-        probe = EngineProbe(config.engine_pids, metrics_url=config.metrics_url)
+        probe = EngineProbe(list(pids), metrics_url=config.metrics_url)
         probe.start()
         return probe
     except Exception:

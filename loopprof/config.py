@@ -10,6 +10,9 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 
+# Variables whose documented name is not LOOPPROF_<FIELD>.
+ENV_NAMES = {"json_path": "LOOPPROF_JSON"}
+
 
 @dataclass(frozen=True)
 class AgentConfig:
@@ -24,7 +27,10 @@ class AgentConfig:
     tokenization: bool = True
     json_path: str | None = None  # LOOPPROF_JSON: write the report here at shutdown
     metrics_url: str | None = None  # LOOPPROF_METRICS_URL: Prometheus endpoint of the engine (vLLM /metrics)
-    engine_pids: tuple[int, ...] = ()  # LOOPPROF_ENGINE_PIDS=1,2: engine processes to watch (default: children)
+    engine_pids: tuple[int, ...] = ()  # LOOPPROF_ENGINE_PIDS=1,2: engine processes to watch
+    engine_children: bool = True  # without engine_pids: watch this process's Python children as the engine
+    otlp: bool = True  # export over OTLP when OTEL_EXPORTER_OTLP_(METRICS_)ENDPOINT is set; LOOPPROF_OTLP=0: never
+    export_interval_s: float = 5.0  # how often the agent hands the exporter a fresh report (off the loop)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> AgentConfig:
@@ -32,7 +38,7 @@ class AgentConfig:
         cfg = cls()
         updates: dict[str, object] = {}
         for f in fields(cls):
-            raw = env.get(f"LOOPPROF_{f.name.upper()}")
+            raw = env.get(ENV_NAMES.get(f.name, f"LOOPPROF_{f.name.upper()}"))
             if raw is None or raw == "":
                 continue
             default = getattr(cfg, f.name)

@@ -24,7 +24,7 @@ t1=$(date +%s)
 t2=$(date +%s)
 
 status=0
-"$VENV/bin/python" -m pytest tests/vllm tests/integrations/test_vllm.py -p no:cacheprovider "$@" || status=$?
+"$VENV/bin/python" -m pytest tests/vllm tests/integrations/test_vllm.py -p no:cacheprovider --basetemp "${TMPDIR:-/tmp}/loopprof-vllm-tier" "$@" || status=$?
 t3=$(date +%s)
 
 echo "vllm tier: environment $((t1 - t0)) s, models $((t2 - t1)) s, tests $((t3 - t2)) s, total $((t3 - t0)) s"

@@ -182,3 +182,31 @@ def test_facade_start_inside_a_running_loop_attaches() -> None:
     assert asyncio.run(main()) is True
     loopprof.stop()
     assert loopprof.LoopProfMiddleware.__name__ == "LoopProfMiddleware"
+
+
+def test_embedded_agent_finds_an_engine_child_started_after_it(tmp_path) -> None:
+    """The issue's engine signal for embedded use: the server's child processes, found without configuration."""
+    import subprocess
+    import sys
+    import time
+
+    from loopprof.agent import Agent
+    from loopprof.config import AgentConfig
+
+    agent = Agent(AgentConfig())
+    agent.start()
+    # A child that waits for input in a poll, like an engine with no work.
+    child = subprocess.Popen([sys.executable, "-c", "import select, time; select.select([], [], [], 20)"])
+    try:
+        deadline = time.monotonic() + 15
+        while agent._engine is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1.0)
+        report = agent.report()
+    finally:
+        agent.stop()
+        child.kill()
+        child.wait(timeout=10)
+    assert report.engine.pids == [child.pid]
+    assert "samples" in report.engine.signals
+    assert report.engine.busy_fraction is not None and report.engine.busy_fraction < 0.2

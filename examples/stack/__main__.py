@@ -2,8 +2,10 @@
 Ctrl-C / SIGTERM.
 
 One API server (default): this process is the API server and EngineCore is its child, as with ``vllm serve``.
-``--api-server-count N``: this process is a launcher that binds the port once and starts EngineCore and N API
-servers, all its children, that share the listening socket (the kernel spreads connections among them).
+``--api-server-count N``: this process is a launcher that starts EngineCore and N API servers, all its children,
+each on its own listening socket bound to the same port with ``SO_REUSEPORT``, so the kernel spreads connections
+among them by hash. (vLLM hands all API servers one shared socket; with keep-alive clients the first server to
+wake can then accept every connection, which leaves the others idle.)
 """
 
 from __future__ import annotations
@@ -26,10 +28,12 @@ from examples.stack.tokenizer import ensure_tokenizer
 # The launcher imports nothing heavy (no transformers, no FastAPI): its API-server children do.
 
 
-def listen_socket(host: str, port: int) -> socket.socket:
-    """The one listening socket; inheritable so API-server children can serve on it too."""
+def listen_socket(host: str, port: int, reuse_port: bool = False) -> socket.socket:
+    """A listening socket, inheritable so an API-server child can serve on it."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
     sock.listen(2048)
     sock.set_inheritable(True)
@@ -79,18 +83,21 @@ def run_launcher(settings: StackSettings, sock: socket.socket) -> None:
     ensure_tokenizer(settings.vocab_size)  # once here, so the API servers find it cached
     address = protocol.new_address()
     procs = [start_engine(settings, address)]
-    for _ in range(settings.api_server_count):
+    port = sock.getsockname()[1]
+    socks = [sock] + [listen_socket(settings.host, port, reuse_port=True) for _ in range(settings.api_server_count - 1)]
+    for own in socks:
         argv = [
             sys.executable,
             "-m",
             "examples.stack.api_server",
             settings.to_json(),
             address,
-            str(sock.fileno()),
+            str(own.fileno()),
             str(os.getpid()),
         ]
-        procs.append(subprocess.Popen(argv, pass_fds=(sock.fileno(),)))
-    sock.close()
+        procs.append(subprocess.Popen(argv, pass_fds=(own.fileno(),)))
+    for own in socks:
+        own.close()
 
     def on_signal(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
@@ -109,7 +116,7 @@ def run_launcher(settings: StackSettings, sock: socket.socket) -> None:
 def main(argv: list[str] | None = None) -> None:
     settings = parse_settings(argv)
     try:
-        sock = listen_socket(settings.host, settings.port)
+        sock = listen_socket(settings.host, settings.port, reuse_port=settings.api_server_count > 1)
     except OSError as exc:
         sys.exit(f"examples.stack: cannot listen on {settings.host}:{settings.port}: {exc.strerror}; pick --port")
     try:

@@ -25,6 +25,7 @@ WAITING_BACKLOG = 1.0  # requests waiting in the engine's queue on average
 GC_HEAVY = 0.05  # share of wall time in GC pauses
 TOKENIZE_ON_LOOP_HEAVY = 0.10  # share of wall time the loop spends tokenizing
 GIL_CONTENDED = 0.20
+GIL_SECOND_HOLDER = 0.10  # a thread holding the GIL this share of the time competes with the loop
 SAMPLER_LATE_LIMIT = 0.25
 
 
@@ -200,7 +201,9 @@ def advise(bottleneck: str, frontend: Frontend, engine: Engine, ctx: ServerConte
             f"GC pauses take {_pct(gc.time_fraction)} of wall time (max {_ms(gc.pause_ms.max)}): call `gc.freeze()` "
             "after start-up and raise thresholds with `gc.set_threshold(...)`"
         )
-    if gil.contention is not None and gil.contention >= GIL_CONTENDED:
+    # Contention matters when a second thread holds the GIL too; a lone saturated loop is covered above.
+    busy_holders = [h for h in gil.holders if h.fraction >= GIL_SECOND_HOLDER]
+    if gil.contention is not None and gil.contention >= GIL_CONTENDED and len(busy_holders) >= 2:
         out.append(
             f"threads wait for the GIL {_pct(gil.contention)} of the time: move CPU-bound Python work to processes"
         )

@@ -42,7 +42,6 @@ class ProcessRecord:
     snapshots: int = 0
     said_bye: bool = False
     connected: bool = False
-    listening: bool = False
     cpu_first: tuple[float, float] | None = None  # (monotonic s, cpu s)
     cpu_last: tuple[float, float] | None = None
 
@@ -56,11 +55,9 @@ class ProcessRecord:
         named = role_from_name(names)
         if named in ("engine", "other") or ENGINE_MODULE.search(names):
             return named or "engine"
-        # A frontend runs an event loop and serves HTTP: it holds a listening socket (uvicorn workers hold
-        # the one their supervisor bound), or its name says so. A supervisor without a loop is "other".
-        if self.has_loop and (self.listening or named == "frontend"):
-            return "frontend"
-        return "other"
+        # A frontend is a process whose event loop the agent watches (an API server: uvicorn workers, vLLM's
+        # API servers); a supervisor without a loop (uvicorn's --workers manager) is "other".
+        return "frontend" if self.has_loop else "other"
 
     @property
     def cpu_fraction(self) -> float | None:
@@ -136,10 +133,6 @@ class Aggregator:
                 point = (time.monotonic(), cpu_s)
                 rec.cpu_first = rec.cpu_first or point
                 rec.cpu_last = point
-
-    def set_listening(self, pid: int) -> None:
-        with self._lock:
-            self.record(pid).listening = True
 
     def copy(self) -> list[ProcessRecord]:
         with self._lock:

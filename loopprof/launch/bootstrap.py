@@ -86,6 +86,10 @@ class _Installed:
             if not self.sender.send(self.message("snapshot")):
                 return  # the wrapper is gone; the application carries on unobserved
 
+    def send_final(self) -> None:
+        """A snapshot at the moment the loop stops: the last one a server killed by its own SIGTERM gets out."""
+        self.sender.send(self.message("snapshot"))
+
     def at_exit(self) -> None:
         self.stop.set()
         self.sender.send(self.message("bye"))
@@ -137,6 +141,7 @@ def install(socket_path: str | None = None, *, interval_s: float = INTERVAL_S) -
         try:
             state = _Installed(path, _start_agent(), interval_s)
             state.start_stream()
+            state.agent.on_loop_stop(state.send_final)
             atexit.register(state.at_exit)
             os.register_at_fork(after_in_child=state.after_fork_in_child)
         except Exception as exc:

@@ -48,6 +48,9 @@ def child_environment(socket_path: str, base: dict[str, str] | None = None) -> d
     existing = env.get("PYTHONPATH", "")
     env["PYTHONPATH"] = SITE_DIR + (os.pathsep + existing if existing else "")
     env[ENV_SOCKET] = socket_path
+    # The wrapper watches the engines and exports over OTLP itself, once for the whole tree.
+    env["LOOPPROF_ENGINE_CHILDREN"] = "0"
+    env["LOOPPROF_OTLP"] = "0"
     env[ENV_ROOT] = this_python_root()
     return env
 
@@ -147,8 +150,6 @@ class _Run:
             except psutil.Error:
                 continue
         for rec in self.agg.copy():
-            if rec.agent == "running" and rec.has_loop and not rec.listening and _listens(rec.pid):
-                self.agg.set_listening(rec.pid)
             if rec.role == "engine" and rec.pid not in self.engine_probes:
                 self._probe_engine(rec.pid)
 
@@ -197,17 +198,6 @@ class _Run:
             if probe is not None:
                 probe.stop()
         self.server.close()
-
-
-def _listens(pid: int) -> bool:
-    """Does the process hold a listening TCP socket (an HTTP server; uvicorn workers share the parent's)?"""
-    try:
-        import psutil
-
-        conns = psutil.Process(pid).net_connections(kind="tcp")
-    except Exception:
-        return False
-    return any(c.status == "LISTEN" for c in conns)
 
 
 def status_line(report: Report) -> str:

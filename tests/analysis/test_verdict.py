@@ -71,8 +71,13 @@ def test_vllm_advice_names_vllm_knobs() -> None:
     )
     fe.gc = Gc(collections=10, pause_ms=GcPause(900.0, 80.0, 90.0), time_fraction=0.09)
     advice = " ".join(decide(fe, engine(0.2), context=ServerContext(vllm=True)).advice)
-    for knob in ("--api-server-count", "VLLM_USE_RUST_FRONTEND=1", "--preprocessing-thread-pool-workers",
-                 "VLLM_V1_OUTPUT_PROC_CHUNK_SIZE", "gc.freeze()"):
+    for knob in (
+        "--api-server-count",
+        "VLLM_USE_RUST_FRONTEND=1",
+        "--preprocessing-thread-pool-workers",
+        "VLLM_V1_OUTPUT_PROC_CHUNK_SIZE",
+        "gc.freeze()",
+    ):
         assert knob in advice
 
 
@@ -86,3 +91,12 @@ def test_golden_reports_keep_their_verdict(path: Path) -> None:
     report = Report.from_dict(json.loads(path.read_text()))
     again = decide(report.frontend, report.engine, report.sampler)
     assert again.bottleneck == report.verdict.bottleneck == path.stem.split("-")[0].replace("_bound", "")
+
+
+def test_gil_advice_only_when_a_second_thread_competes() -> None:
+    from loopprof.report import Gil, GilHolder
+
+    lone = frontend(0.98, 12.0, 90.0, gil=Gil(0.98, 0.45, [GilHolder("MainThread", 0.97)]))
+    assert not any("GIL" in a for a in decide(lone, engine(0.2)).advice)
+    shared = frontend(0.98, 12.0, 90.0, gil=Gil(0.98, 0.45, [GilHolder("MainThread", 0.6), GilHolder("hog", 0.38)]))
+    assert any("GIL" in a for a in decide(shared, engine(0.2)).advice)
