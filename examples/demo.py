@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
             loader = threading.Thread(target=drive_load, daemon=True)
             loader.start()
             print(f"profiling pid {stack.pid} with loopprof attach for {args.seconds:.0f} s under load …")
-            outcome: ProfileOutcome = profile_pid(stack.pid, args.seconds, stack.base_url + "/metrics")
+            outcome: ProfileOutcome = profile_pid(stack.pid, args.seconds, stack.base_url + "/metrics", stream=True)
             truth = stack.window(before)
             loader.join()
     except StackError as exc:
@@ -67,12 +67,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"load: {result[0].summary()}")
     print("ground truth (measured by the stack itself):")
     print("\n".join(ground_truth_lines(truth)))
-    print(f"expected verdict: {sc.expected_bottleneck}")
     if not outcome.available:
         print(f"loopprof: {outcome.output} — showing the ground truth only.")
         return 0
-    print(outcome.output)
-    print(f"loopprof verdict: {outcome.bottleneck or 'none (no report)'}")
+    if outcome.output:
+        print(outcome.output)
+    print(f"loopprof verdict: {outcome.bottleneck or 'none (no report)'}   (expected: {sc.expected_bottleneck})")
     return 0
 
 

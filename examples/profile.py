@@ -35,22 +35,27 @@ def attach_available() -> bool:
     return probe.returncode == 0 and "PID" in probe.stdout
 
 
-def profile_pid(pid: int, seconds: float, metrics_url: str | None = None) -> ProfileOutcome:
-    """``loopprof attach PID --duration S --no-live --json …``; never raises for a missing or failing loopprof."""
+def profile_pid(pid: int, seconds: float, metrics_url: str | None = None, stream: bool = False) -> ProfileOutcome:
+    """``loopprof attach PID --duration S --json …``; never raises for a missing or failing loopprof.
+
+    ``stream``: attach writes to this terminal as it runs (its live dashboard on a TTY, progress lines otherwise)
+    instead of being captured; the outcome then carries the report but no text.
+    """
     if not attach_available():
         return ProfileOutcome(False, None, "`python -m loopprof attach` is not available in this checkout yet")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "report.json"
-        argv = [sys.executable, "-m", "loopprof", "attach", str(pid), "--duration", str(seconds), "--no-live",
-                "--json", str(path)]  # fmt: skip
+        argv = [sys.executable, "-m", "loopprof", "attach", str(pid), "--duration", str(seconds), "--json", str(path)]
+        if not stream:
+            argv.append("--no-live")
         if metrics_url:
             argv += ["--metrics-url", metrics_url]
         try:
-            proc = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + START_GRACE_S)
+            proc = subprocess.run(argv, capture_output=not stream, text=True, timeout=seconds + START_GRACE_S)
         except subprocess.TimeoutExpired:
             return ProfileOutcome(True, None, f"loopprof attach did not finish within {seconds + START_GRACE_S:.0f} s")
         report = json.loads(path.read_text()) if path.exists() else None
-        text = proc.stdout.strip() or proc.stderr.strip()
+        text = (proc.stdout or "").strip() or (proc.stderr or "").strip()
         if proc.returncode != 0 and report is None:
             text = f"loopprof attach exited with {proc.returncode}: {proc.stderr.strip()[-500:]}"
         return ProfileOutcome(True, report, text)

@@ -53,6 +53,7 @@ class Loop:
     lag_method: str | None = None  # "timer_probe" | "busy_stretch_estimate"
     lag_is_estimate: bool = False
     loop_kind: str | None = None  # "asyncio" | "uvloop" | None when unknown
+    note: str | None = None  # why a value is null, when it is
 
 
 @dataclass

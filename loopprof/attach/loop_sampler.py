@@ -169,8 +169,11 @@ class LoopSampler:
             s = self.stats.get(pid)
             if s is None:
                 return None
+            stretches = list(s.stretches_ms)
+            if s._run_start is not None:  # the stretch in progress counts up to its last busy sample
+                stretches.append((s._last_busy + s.period_s - s._run_start) * 1000.0)
             return LoopStats(
-                s.pid, s.tid, s.samples, s.busy, list(s.stretches_ms), s.observed_s, s.gone, s.period_s,
+                s.pid, s.tid, s.samples, s.busy, stretches, s.observed_s, s.gone, s.period_s,
                 s.gil_ticks, s.gil_held, dict(s.holders),
             )  # fmt: skip
 

@@ -15,10 +15,14 @@ from loopprof.report import Frontend, Gil, GilHolder, SlowCallback
 
 SLOW_CALLBACK_MS = 20.0  # the embedded agent's default slow-callback threshold (AgentConfig.slow_callback_ms)
 PROBE_MS = 2.0  # the embedded agent's timer-probe period (AgentConfig.lag_interval_ms)
-HELD_METHOD_PROC = "proc_running_python_threads"  # share of 100 Hz looks where a Python thread was on a CPU
-HELD_NOTE_PROC = (
-    "GIL held = share of samples in which a Python thread was running (/proc); a thread running native code "
-    "that released the GIL (tiktoken, numpy) also counts, so it is an upper bound for such workloads"
+# Share of 100 Hz looks in which a Python thread was on a CPU; native code that released the GIL counts too.
+HELD_METHOD_PROC = "proc_running_python_threads"
+# Above this busy share the loop almost never parks in its selector where a 500 Hz sampler can see it (uvloop
+# polls with a zero timeout between callbacks), so busy stretches no longer say how late a callback runs.
+LAG_ESTIMATE_MAX_BUSY = 0.97
+LAG_SATURATED_NOTE = (
+    "lag not estimated: the loop was busy {busy:.0%} of the window and almost never parked in its selector, so "
+    "its busy stretches do not show how late callbacks run; `loopprof run` or the embedded agent measure lag exactly"
 )
 CONTENTION_NOTE = (
     "not measured from outside: a thread waiting for the GIL and one waiting on any other lock look the same "
@@ -118,6 +122,9 @@ class FrontendWindow:
             loop.busy_fraction = round(loop_stats.busy_fraction or 0.0, 4)
             loop.busy_method = "syscall_sampling"
             lag = lag_from_stretches(loop_stats.stretches_ms, loop_stats.observed_s * 1000.0, PROBE_MS)
+            if loop.busy_fraction >= LAG_ESTIMATE_MAX_BUSY:
+                lag = None
+                loop.note = LAG_SATURATED_NOTE.format(busy=loop.busy_fraction)
             if lag is not None:
                 loop.lag_ms.p50, loop.lag_ms.p90, loop.lag_ms.p99, loop.lag_ms.max = (
                     lag["p50"], lag["p90"], lag["p99"], lag["max"],
@@ -143,7 +150,6 @@ class FrontendWindow:
             n = loop_stats.gil_ticks
             gil.held_fraction = round(loop_stats.gil_held / n, 4)
             gil.held_method = HELD_METHOD_PROC
-            gil.note = f"{HELD_NOTE_PROC}; {CONTENTION_NOTE}"
             gil.holders = sorted(
                 (GilHolder(name, round(c / n, 4)) for name, c in loop_stats.holders.items()),
                 key=lambda h: h.fraction,

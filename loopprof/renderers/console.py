@@ -81,7 +81,7 @@ def frontend_table(frontend: Frontend, title: str = "Frontend (Python API server
         t,
         "loop lag p50 / p99 / max",
         f"{millis(lag.p50)} / {millis(lag.p99)} / {millis(lag.max)}",
-        f"{loop.lag_method or 'not measured'}{estimate}",
+        loop.note if lag.max is None and loop.note else f"{loop.lag_method or 'not measured'}{estimate}",
     )
     for cb in sorted(loop.slow_callbacks, key=lambda c: c.max_ms, reverse=True)[:5]:
         _row(t, "  slow callback", millis(cb.max_ms), f"{cb.where} ×{cb.count}")

@@ -59,9 +59,10 @@ def test_frontend_bound_state(frontend_state: dict) -> None:
 
 def test_tokenization_categories_on_the_right_threads(frontend_state: dict) -> None:
     ops = frontend_state["report"]["frontend"]["tokenization"]["by_operation"]
-    # Tokenization and chat templates run on vLLM's renderer thread pool: seen, and mostly off the loop.
+    # Tokenization and chat templates run on vLLM's renderer thread pool. The encode itself is off the loop; the
+    # hand-off coroutine (_tokenize_singleton_prompt_async, tokenizer attribute look-ups) is on it (~45% measured).
     assert ops["tokenize"]["total_ms"] > 0
-    assert ops["tokenize"]["on_loop_ms"] < 0.5 * ops["tokenize"]["total_ms"], ops
+    assert ops["tokenize"]["on_loop_ms"] < 0.7 * ops["tokenize"]["total_ms"], ops
     assert ops["chat_template"]["total_ms"] > 0
     assert ops["chat_template"]["on_loop_ms"] < 0.5 * ops["chat_template"]["total_ms"], ops
     # Detokenization runs in the output handler, on the event loop.
