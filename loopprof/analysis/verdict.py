@@ -9,9 +9,12 @@ example stack's planted scenarios (see docs/benchmarks.md); they live here, name
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from loopprof.report import Engine, Frontend, SamplerHealth, Verdict
+from loopprof.integrations import vllm
+from loopprof.integrations.vllm import KNOBS
+from loopprof.report import Engine, Frontend, ProcessInfo, SamplerHealth, Tokenization, Verdict
 
 # Saturation thresholds (fractions of wall time, milliseconds).
 LOOP_SATURATED = 0.90
@@ -27,6 +30,9 @@ TOKENIZE_ON_LOOP_HEAVY = 0.10  # share of wall time the loop spends tokenizing
 GIL_CONTENDED = 0.20
 GIL_SECOND_HOLDER = 0.10  # a thread holding the GIL this share of the time competes with the loop
 SAMPLER_LATE_LIMIT = 0.25
+KV_CACHE_ROOM = 0.80  # below this KV-cache usage a larger batch cap fits
+ENCODE_OPERATIONS = ("encode", "tokenize", "chat_template")
+DETOKENIZE_OPERATIONS = ("detokenize", "decode")
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,16 @@ class ServerContext:
     vllm: bool = False
     rust_frontend: bool = False
     frontend_processes: int = 1
+
+    @classmethod
+    def of(cls, processes: Iterable[ProcessInfo], frontend_processes: int) -> ServerContext:
+        """Recognise the server from its processes (vLLM's titles and command lines, the Rust frontend binary)."""
+        procs = list(processes)
+        return cls(
+            vllm=vllm.is_vllm(p.cmdline for p in procs),
+            rust_frontend=any(vllm.is_rust_frontend(p) for p in procs),
+            frontend_processes=max(1, frontend_processes),
+        )
 
 
 def _pct(x: float | None) -> str:
@@ -66,21 +82,27 @@ def frontend_pressure(frontend: Frontend) -> tuple[float | None, list[str]]:
 
 
 def engine_pressure(engine: Engine) -> tuple[float | None, list[str]]:
-    scores: list[float] = []
+    """A 0..1+ score of how close the engine is to capacity, with the evidence behind it.
+
+    A batching engine's own queue is its capacity signal when it reports one: under continuous batching the
+    engine steps whenever any request runs, so its busy share shows activity, not a full batch (vLLM's EngineCore
+    was busy 94% of the time with 3 of 256 slots in use). Busy share and GPU utilisation decide only without a
+    queue signal.
+    """
     evidence: list[str] = []
     if engine.busy_fraction is not None:
-        scores.append(engine.busy_fraction / ENGINE_SATURATED)
         evidence.append(f"engine busy {_pct(engine.busy_fraction)} of the time")
     if engine.gpu_utilization is not None:
-        scores.append(engine.gpu_utilization / GPU_SATURATED)
         evidence.append(f"GPU utilization {_pct(engine.gpu_utilization)}")
     if engine.waiting_requests is not None:
-        # A queue that backs up means the engine cannot take work as fast as it arrives.
-        scores.append(1.0 if engine.waiting_requests >= WAITING_BACKLOG else 0.0)
         evidence.append(f"{engine.waiting_requests:.1f} requests waiting in the engine queue on average")
-    if not scores:
-        return None, evidence
-    return max(scores), evidence
+        return engine.waiting_requests / WAITING_BACKLOG, evidence
+    scores = [
+        v / limit
+        for v, limit in ((engine.busy_fraction, ENGINE_SATURATED), (engine.gpu_utilization, GPU_SATURATED))
+        if v is not None
+    ]
+    return (max(scores) if scores else None), evidence
 
 
 def decide(
@@ -126,9 +148,7 @@ def decide(
         e_sat, e_free = False, None
     else:
         e_sat = e_score >= 1.0
-        e_free = not e_sat and (engine.busy_fraction if engine.busy_fraction is not None else e_score) < (
-            ENGINE_HEADROOM
-        )
+        e_free = e_score < ENGINE_HEADROOM / ENGINE_SATURATED
 
     reasons = [*f_evidence, *e_evidence]
     if e_score is None:
@@ -166,41 +186,61 @@ def _confidence(own: float, other: float | None, other_has_headroom: bool | None
     return base - 0.15
 
 
+def _share_of_wall(tok: Tokenization, ops: tuple[str, ...], key: str = "total_ms") -> float | None:
+    """Share of wall time the named tokenization operations took (``on_loop_ms`` for the loop's part)."""
+    present = [tok.by_operation[op] for op in ops if op in tok.by_operation]
+    if not present or tok.total_ms is None or not tok.time_fraction or tok.total_ms <= 0:
+        return None
+    wall_ms = tok.total_ms / tok.time_fraction
+    return sum(float(stats.get(key, 0.0)) for stats in present) / wall_ms
+
+
+def _tokenize_advice(tok: Tokenization, ctx: ServerContext) -> list[str]:
+    if ctx.vllm:  # vLLM tokenizes and renders chat templates on its renderer thread pool already
+        share = _share_of_wall(tok, ENCODE_OPERATIONS)
+        if share is not None and share >= TOKENIZE_ON_LOOP_HEAVY:
+            return [
+                f"tokenization and chat templates take {_pct(share)} of wall time: give vLLM's renderer pool more "
+                f"threads with `{KNOBS['renderer_workers']}`"
+            ]
+        return []
+    on_loop = _share_of_wall(tok, ENCODE_OPERATIONS, "on_loop_ms")
+    if on_loop is None and tok.time_fraction is not None and tok.on_loop_fraction is not None:
+        on_loop = tok.time_fraction * tok.on_loop_fraction  # no per-operation split: all of it
+    if on_loop is not None and on_loop >= TOKENIZE_ON_LOOP_HEAVY:
+        return [f"tokenization takes {_pct(on_loop)} of the event loop: move it off the loop into a thread pool"]
+    return []
+
+
 def advise(bottleneck: str, frontend: Frontend, engine: Engine, ctx: ServerContext) -> list[str]:
-    """Concrete next steps, naming vLLM's own knobs when the target is vLLM."""
+    """Concrete next steps, naming vLLM's own knobs (as the installed release spells them) when it is vLLM."""
     out: list[str] = []
-    tok = frontend.tokenization
-    gc = frontend.gc
-    gil = frontend.gil
-    loop = frontend.loop
+    tok, gc, gil, loop = frontend.tokenization, frontend.gc, frontend.gil, frontend.loop
     if bottleneck in ("frontend", "both"):
         if ctx.vllm:
             n = max(2, ctx.frontend_processes * 2)
             out.append(
-                f"scale the Python frontend out: `--api-server-count {n}` (one event loop per process), "
-                "or try the Rust frontend with `VLLM_USE_RUST_FRONTEND=1`"
+                f"scale the Python frontend out: `{KNOBS['frontend_processes']} {n}` (one event loop per process), "
+                f"or try the Rust frontend with `{KNOBS['rust_frontend']}`"
             )
         else:
             out.append("run more API-server processes (e.g. uvicorn/gunicorn `--workers`) so one loop is not saturated")
-        if tok.on_loop_fraction is not None and tok.time_fraction is not None:
-            on_loop = tok.time_fraction * tok.on_loop_fraction
-            if on_loop >= TOKENIZE_ON_LOOP_HEAVY:
-                knob = "`--preprocessing-thread-pool-workers`" if ctx.vllm else "a thread or process pool"
-                out.append(f"tokenization takes {_pct(on_loop)} of the loop: move it off the loop with {knob}")
-        detok = tok.by_operation.get("detokenize") or tok.by_operation.get("decode")
-        if ctx.vllm and detok:
+        out.extend(_tokenize_advice(tok, ctx))
+        detok = _share_of_wall(tok, DETOKENIZE_OPERATIONS, "on_loop_ms")
+        if ctx.vllm and detok is not None and detok >= TOKENIZE_ON_LOOP_HEAVY:
             out.append(
-                "detokenization runs on the loop: lower `VLLM_V1_OUTPUT_PROC_CHUNK_SIZE` so the output handler "
-                "yields to the loop more often under many streams"
+                f"detokenization takes {_pct(detok)} of the event loop: lower `{KNOBS['output_chunk']}` so the "
+                "output handler yields to the loop more often under many streams"
             )
         if loop.slow_callbacks:
             top = max(loop.slow_callbacks, key=lambda s: s.max_ms)
             out.append(f"the loop was blocked up to {top.max_ms:.0f} ms in {top.where}: move that work off the loop")
     if gc.time_fraction is not None and gc.time_fraction >= GC_HEAVY:
-        out.append(
-            f"GC pauses take {_pct(gc.time_fraction)} of wall time (max {_ms(gc.pause_ms.max)}): call `gc.freeze()` "
-            "after start-up and raise thresholds with `gc.set_threshold(...)`"
-        )
+        evidence = f"GC pauses take {_pct(gc.time_fraction)} of wall time (max {_ms(gc.pause_ms.max)})"
+        if ctx.vllm:  # vLLM already calls gc.freeze() after start-up
+            out.append(f"{evidence}: raise thresholds with `gc.set_threshold(...)`; `{KNOBS['gc_debug']}` shows why")
+        else:
+            out.append(f"{evidence}: call `gc.freeze()` after start-up and raise `gc.set_threshold(...)`")
     # Contention matters when a second thread holds the GIL too; a lone saturated loop is covered above.
     busy_holders = [h for h in gil.holders if h.fraction >= GIL_SECOND_HOLDER]
     if gil.contention is not None and gil.contention >= GIL_CONTENDED and len(busy_holders) >= 2:
@@ -209,10 +249,13 @@ def advise(bottleneck: str, frontend: Frontend, engine: Engine, ctx: ServerConte
         )
     if bottleneck in ("engine", "both"):
         if ctx.vllm:
-            out.append(
-                "the engine is at capacity: more API-server processes will not help; add GPU capacity "
-                "(data/tensor parallel), or raise `--max-num-seqs` if KV-cache usage leaves room"
+            room = engine.kv_cache_usage is not None and engine.kv_cache_usage < KV_CACHE_ROOM
+            batch = (
+                f"raise `{KNOBS['batch_cap']}`: KV-cache usage is {_pct(engine.kv_cache_usage)}, so there is room"
+                if room
+                else "add GPU capacity (data/tensor parallel replicas)"
             )
+            out.append(f"the engine is at capacity; more API-server processes will not help: {batch}")
         else:
             out.append("the engine is at capacity: scale the engine (more GPUs or replicas); the frontend has headroom")
     if bottleneck == "neither":

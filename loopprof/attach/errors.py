@@ -51,6 +51,15 @@ def _ptrace_scope() -> str | None:
         return None
 
 
+def _is_rust_frontend(pid: int) -> bool:
+    try:
+        from loopprof.integrations.vllm import is_rust_frontend
+
+        return is_rust_frontend(psutil.Process(pid))
+    except (ImportError, psutil.Error):
+        return False
+
+
 def _describe(pid: int) -> str:
     try:
         proc = psutil.Process(pid)
@@ -75,6 +84,11 @@ def explain_pyspy_failure(pid: int, stderr: str) -> AttachError:
             "embedded agent, which work on any version"
         )
     if "Failed to find python version" in text or "Failed to find a python interpreter" in text:
+        if _is_rust_frontend(pid):
+            return AttachError(
+                f"process {_describe(pid)} is vLLM's Rust frontend (VLLM_USE_RUST_FRONTEND=1), not Python: there is "
+                "no Python event loop, GIL or GC to profile; read the engine from its /metrics (vllm:* gauges)"
+            )
         return AttachError(
             f"process {_describe(pid)} is not a Python process: pass the PID of the Python API server "
             "(e.g. the uvicorn or `vllm serve` process)"

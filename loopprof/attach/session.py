@@ -32,6 +32,7 @@ from loopprof.attach import frames, pyspy
 from loopprof.attach.errors import AttachError, check_target, no_such_process, require_pyspy
 from loopprof.attach.loop_sampler import DEFAULT_RATE_HZ, LoopSampler
 from loopprof.attach.window import FrontendWindow
+from loopprof.integrations import vllm
 from loopprof.report import Engine, ProcessInfo, Report, SamplerHealth
 
 CHUNK_S = 2  # whole seconds (py-spy --duration); each restart loses ~0.1-0.3 s, so 2 s keeps ~87% coverage.
@@ -254,13 +255,8 @@ class AttachSession:
             if sampler.exited:
                 report.partial = True
                 report.notes.append(f"frontend process {pid} exited during the window")
-        vllm = any("vllm" in p.cmdline.lower() for p in self.processes)
-        report.verdict = decide(
-            report.frontend,
-            report.engine,
-            report.sampler,
-            ServerContext(vllm=vllm, frontend_processes=max(1, len(fronts))),
-        )
+        context = ServerContext.of(self.processes, len(fronts))
+        report.verdict = decide(report.frontend, report.engine, report.sampler, context)
         return report
 
     def _engine(self) -> Engine:
@@ -345,6 +341,8 @@ def run_attach(
     except ImportError:  # pragma: no cover - the lead's module
         pass
 
+    if metrics_url is None:  # vLLM serves /metrics on its API port: read it without being asked
+        metrics_url = next(filter(None, (vllm.metrics_url(p.cmdline) for p in processes if p.role == "frontend")), None)
     session = AttachSession(pid, rate_hz, pyspy_path, python, processes, metrics_url=metrics_url)
     view = LiveView(live=live, duration_s=duration_s)
     session.start()

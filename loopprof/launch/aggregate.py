@@ -224,8 +224,7 @@ def build_report(window: RunWindow, records: list[ProcessRecord]) -> Report:
         notes.append(f"COMMAND exited with status {window.exit_status}")
     report.notes = notes
     report.partial = window.interrupted_by is not None
-    cmd = " ".join(window.command) + " " + " ".join(r.cmdline for r in tree)
-    context = ServerContext(vllm="vllm" in cmd.lower(), frontend_processes=max(1, len(frontends)))
+    context = ServerContext.of(report.target.processes, len(frontends))
     sampler = SamplerHealth(samples=report.sampler.samples, errors=report.sampler.errors) if agents else None
     report.verdict = decide(report.frontend, report.engine, sampler, context)
     return report

