@@ -16,10 +16,12 @@ The ``rotel_receiver`` fixture below wraps it for pytest and skips cleanly when 
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import signal
 import socket
 import subprocess
+import sysconfig
 import tempfile
 import time
 from collections.abc import Callable
@@ -190,8 +192,13 @@ class RotelReceiver:
             "--log-file",
             str(d / "rotel.log"),
         ]
+        # rotel-agent links libpython dynamically; a pyenv interpreter keeps it in its own LIBDIR, off the loader path.
+        env = dict(os.environ)
+        libdir = sysconfig.get_config_var("LIBDIR")
+        if libdir:
+            env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [libdir, env.get("LD_LIBRARY_PATH")]))
         with open(self.log_path, "wb") as out:
-            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
         try:
             self._wait_ready()
         except BaseException:
