@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from examples.corpus import corpus_digest, corpus_text
 
@@ -32,20 +33,27 @@ def tokenizer_path(vocab_size: int) -> Path:
     return cache_dir() / f"bpe-{corpus_digest()}-{vocab_size}.json"
 
 
-def train_tokenizer(vocab_size: int) -> Path:
-    """Train the BPE (about a second) and write it atomically, so concurrent first starts cannot read half a file."""
+def train_bpe(lines: Iterable[str], vocab_size: int, special_tokens: list[str], unk_token: str | None = None) -> Any:
+    """A byte-level BPE ``tokenizers.Tokenizer`` trained offline on ``lines`` (the example stack and the real-vLLM
+    tier both build theirs with it)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-    tok = Tokenizer(models.BPE())
+    tok = Tokenizer(models.BPE(unk_token=unk_token))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=SPECIAL_TOKENS,
+        special_tokens=special_tokens,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(corpus_text().splitlines(), trainer)
+    tok.train_from_iterator(lines, trainer)
+    return tok
+
+
+def train_tokenizer(vocab_size: int) -> Path:
+    """Train the BPE (about a second) and write it atomically, so concurrent first starts cannot read half a file."""
+    tok = train_bpe(corpus_text().splitlines(), vocab_size, SPECIAL_TOKENS)
     path = tokenizer_path(vocab_size)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")

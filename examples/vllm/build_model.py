@@ -14,7 +14,10 @@ import argparse
 import json
 import os
 import random
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script: make `examples` importable
 
 CACHE_DIR = Path(os.environ.get("LOOPPROF_VLLM_CACHE", Path.home() / ".cache" / "loopprof-vllm"))
 VOCAB_SIZE = 4096
@@ -69,18 +72,11 @@ def corpus(n_lines: int = 4000, seed: int = 7) -> list[str]:
 
 
 def build_tokenizer(out: Path) -> None:
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=VOCAB_SIZE,
-        special_tokens=SPECIAL_TOKENS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    tok.train_from_iterator(corpus(), trainer=trainer)
+    from examples.stack.tokenizer import train_bpe
+
+    tok = train_bpe(corpus(), VOCAB_SIZE, SPECIAL_TOKENS, unk_token="<unk>")
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         unk_token="<unk>",
