@@ -21,6 +21,7 @@ LOOP_SATURATED = 0.90
 LOOP_HEADROOM = 0.70
 LAG_P50_BLOCKING_MS = 10.0
 LAG_P99_BLOCKING_MS = 100.0
+REPEATED_STALLS = 3  # a stall of LAG_P99_BLOCKING_MS or more seen this often marks a blocked loop
 ENGINE_SATURATED = 0.90
 ENGINE_HEADROOM = 0.70
 GPU_SATURATED = 0.90
@@ -76,33 +77,43 @@ def frontend_pressure(frontend: Frontend) -> tuple[float | None, list[str]]:
         evidence.append(f"loop lag p50 {_ms(lag.p50)}, p99 {_ms(lag.p99)}")
     if lag.p99 is not None:
         scores.append(lag.p99 / LAG_P99_BLOCKING_MS)
+    # Clinic's "max delay >= 100 ms", made robust: one long pause may be a fluke, repeated ones block every request.
+    repeated = [cb for cb in loop.slow_callbacks if cb.count >= REPEATED_STALLS and cb.max_ms >= LAG_P99_BLOCKING_MS]
+    if repeated:
+        worst = max(repeated, key=lambda cb: cb.max_ms)
+        scores.append(worst.max_ms / LAG_P99_BLOCKING_MS)
+        evidence.append(f"the loop stalled {worst.count} times, up to {worst.max_ms:.0f} ms, in {worst.where}")
     if not scores:
         return None, evidence
     return max(scores), evidence
 
 
-def engine_pressure(engine: Engine) -> tuple[float | None, list[str]]:
+def engine_pressure(engine: Engine, frontend_saturated: bool = False) -> tuple[float | None, list[str]]:
     """A 0..1+ score of how close the engine is to capacity, with the evidence behind it.
 
-    A batching engine's own queue is its capacity signal when it reports one: under continuous batching the
-    engine steps whenever any request runs, so its busy share shows activity, not a full batch (vLLM's EngineCore
-    was busy 94% of the time with 3 of 256 slots in use). Busy share and GPU utilisation decide only without a
-    queue signal.
+    A batching engine's own queue is the first capacity signal: a backlog means it cannot take work as fast as it
+    arrives. An empty queue does not prove headroom (an engine whose step time grows with its batch saturates
+    without ever filling it), so the busy share still counts then, but only when the frontend has headroom: an
+    engine that a saturated frontend feeds steps whenever any request runs, and its busy share shows activity,
+    not capacity (vLLM's EngineCore was busy 94% of the time with 3 of 256 slots in use).
     """
     evidence: list[str] = []
+    activity = [
+        v / limit
+        for v, limit in ((engine.busy_fraction, ENGINE_SATURATED), (engine.gpu_utilization, GPU_SATURATED))
+        if v is not None
+    ]
     if engine.busy_fraction is not None:
         evidence.append(f"engine busy {_pct(engine.busy_fraction)} of the time")
     if engine.gpu_utilization is not None:
         evidence.append(f"GPU utilization {_pct(engine.gpu_utilization)}")
     if engine.waiting_requests is not None:
         evidence.append(f"{engine.waiting_requests:.1f} requests waiting in the engine queue on average")
-        return engine.waiting_requests / WAITING_BACKLOG, evidence
-    scores = [
-        v / limit
-        for v, limit in ((engine.busy_fraction, ENGINE_SATURATED), (engine.gpu_utilization, GPU_SATURATED))
-        if v is not None
-    ]
-    return (max(scores) if scores else None), evidence
+        backlog = engine.waiting_requests / WAITING_BACKLOG
+        if backlog >= 1.0 or frontend_saturated or not activity:
+            return backlog, evidence
+        return max(backlog, *activity), evidence
+    return (max(activity) if activity else None), evidence
 
 
 def decide(
@@ -133,7 +144,7 @@ def decide(
             return Verdict("inconclusive", 0.0, [reason], ["profile for longer, under load"])
 
     f_score, f_evidence = frontend_pressure(frontend)
-    e_score, e_evidence = engine_pressure(engine)
+    e_score, e_evidence = engine_pressure(engine, frontend_saturated=f_score is not None and f_score >= 1.0)
     if f_score is None:
         return Verdict(
             "inconclusive",

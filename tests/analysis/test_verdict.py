@@ -137,3 +137,21 @@ def test_server_context_recognises_vllm_and_its_rust_frontend() -> None:
     rust = ServerContext.of([ProcessInfo(3, "other", "/usr/bin/vllm-rs serve m"), py[1]], 0)
     assert rust.rust_frontend and rust.frontend_processes == 1
     assert not ServerContext.of([ProcessInfo(4, "frontend", "uvicorn app:app")], 1).vllm
+
+
+def test_engine_whose_step_grows_with_its_batch_saturates_without_a_queue() -> None:
+    # Measured on the example stack: 10 ms + 5 ms per sequence, 64 clients: batch 32, nothing waiting, busy 97%.
+    en = Engine(busy_fraction=0.97, waiting_requests=0.0, signals=["samples", "metrics"])
+    assert decide(frontend(0.15), en).bottleneck == "engine"
+
+
+def test_repeated_long_stalls_mark_the_frontend() -> None:
+    from loopprof.report import SlowCallback
+
+    fe = frontend(0.68, 0.5, 40.0)
+    fe.loop.slow_callbacks = [SlowCallback("app:block:7", 12, 121.0)]
+    verdict = decide(fe, engine(0.34))
+    assert verdict.bottleneck == "frontend"
+    assert any("stalled 12 times" in r for r in verdict.reasons)
+    fe.loop.slow_callbacks = [SlowCallback("gc:collect:1", 1, 150.0)]  # one long pause is not a pattern
+    assert decide(fe, engine(0.34)).bottleneck != "frontend"
