@@ -278,6 +278,8 @@ class Agent:
                     break
                 self._look_for_engine()
                 self._export()
+                if self._gc is not None:
+                    self._gc.tick()
                 attached = self._attached
                 # A stopped loop (between run_until_complete calls) is neither busy nor stalled.
                 if attached is not None and attached.loop.is_running():

@@ -65,20 +65,35 @@ def loop_window(first: dict[str, Any], last: dict[str, Any]) -> Loop:
 
 
 def gc_window(first: dict[str, Any], last: dict[str, Any], wall_s: float) -> Gc:
+    """Counts are exact (``gc.get_stats``); pause time is exact while every collection was timed, and estimated
+    from the timed windows when the probe sampled because collections were frequent."""
     gl, gf = _section(last, "gc"), _section(first, "gc")
     if gl is None:
         return Gc()
-    before = (gf or {}).get("by_generation") or [0] * len(gl["by_generation"])
+    gf = gf or {}
+    before = gf.get("by_generation") or [0] * len(gl["by_generation"])
     by_gen = [int(a) - int(b) for a, b in zip(gl["by_generation"], before, strict=False)]
-    total_ms = float(gl["total_ms"]) - float((gf or {}).get("total_ms", 0.0))
+    timed_ms = float(gl["total_ms"]) - float(gf.get("total_ms", 0.0))
+    timed_s = float(gl.get("timed_s", 0.0)) - float(gf.get("timed_s", 0.0))
+    sampled = int(gl.get("off_windows", 0)) > int(gf.get("off_windows", 0))
+    timed_n = sum(gl.get("timed_by_generation", [])) - sum(gf.get("timed_by_generation", []))
     (p99,), mx, _ = window_percentiles_ms(_hist(gf), _hist(gl), (0.99,))
     collections = sum(by_gen)
+    if wall_s <= 0:
+        fraction, total = None, None
+    elif not sampled:
+        fraction, total = min(1.0, timed_ms / 1000.0 / wall_s), round(timed_ms, 3)
+    elif timed_s > 0:
+        fraction = min(1.0, timed_ms / 1000.0 / timed_s)
+        total = round(fraction * wall_s * 1000.0, 3)
+    else:
+        fraction, total = None, None
     return Gc(
         collections=collections,
-        pause_ms=GcPause(total=round(total_ms, 3), p99=p99, max=mx if collections else None),
-        time_fraction=None if wall_s <= 0 else min(1.0, total_ms / 1000.0 / wall_s),
-        collections_by_generation=by_gen[:3] if by_gen[3:] == [0] * len(by_gen[3:]) else by_gen,
-        method=gl.get("method"),
+        pause_ms=GcPause(total=total, p99=p99 if timed_n else None, max=mx if timed_n else None),
+        time_fraction=fraction,
+        collections_by_generation=by_gen[:3],
+        method=f"{gl.get('method')}_sampled" if sampled else gl.get("method"),
     )
 
 

@@ -56,3 +56,30 @@ def test_stop_removes_callback_and_is_idempotent() -> None:
     probe.stop()
     probe.stop()
     assert probe._callback not in gc.callbacks
+
+
+def test_frequent_collections_are_counted_exactly_and_timed_part_of_the_time(monkeypatch) -> None:
+    """An allocation-heavy app: counts stay exact, timing is duty-cycled, the time share is still estimated."""
+    from loopprof.probes import gc_pause
+
+    monkeypatch.setattr(gc_pause, "ON_S", 0.2)
+    monkeypatch.setattr(gc_pause, "OFF_S", 0.3)
+    probe = GcPauseProbe()
+    probe.start()
+    first = probe.snapshot()
+    t_end = time.perf_counter() + 1.2
+    while time.perf_counter() < t_end:  # ~1000 collections a second, far above HIGH_RATE_PER_S
+        _cyclic_garbage(200)
+        gc.collect(0)
+        time.sleep(0.001)
+        probe.tick()
+    last = probe.snapshot()
+    probe.stop()
+    wall_s = 1.2
+    result = gc_window({"gc": first}, {"gc": last}, wall_s=wall_s)
+    timed = sum(last["timed_by_generation"]) - sum(first["timed_by_generation"])
+    assert probe.off_windows >= 1
+    assert result.collections is not None and result.collections > timed  # exact: the untimed ones too
+    assert result.method == "gc_callbacks_sampled"
+    assert 0.0 < last["timed_s"] - first["timed_s"] < wall_s
+    assert result.time_fraction is not None and result.pause_ms.total is not None and result.pause_ms.max is not None
