@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PY:-.venv/bin/python}"
+"$PY" -m benchmarks.bench_agent_cost
 "$PY" -m benchmarks.bench_middleware
 "$PY" -m benchmarks.bench_run
 "$PY" -m benchmarks.bench_attach

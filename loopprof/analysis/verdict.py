@@ -63,29 +63,31 @@ def _ms(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.1f} ms"
 
 
-def frontend_pressure(frontend: Frontend) -> tuple[float | None, list[str]]:
-    """A 0..1+ score of how close the frontend is to capacity, with the evidence behind it."""
+def frontend_pressure(frontend: Frontend) -> tuple[float | None, float | None, list[str]]:
+    """How close the frontend is to capacity (busy share) and how much it blocks requests (lag, stalls).
+
+    Two scores, because they mean different things: a loop busy near 100% of the time cannot take more work; a
+    loop that stalls now and then makes requests wait without being full. Each is 1.0 at its threshold.
+    """
     loop = frontend.loop
-    scores: list[float] = []
+    capacity = None if loop.busy_fraction is None else loop.busy_fraction / LOOP_SATURATED
     evidence: list[str] = []
     if loop.busy_fraction is not None:
-        scores.append(loop.busy_fraction / LOOP_SATURATED)
         evidence.append(f"event loop busy {_pct(loop.busy_fraction)} of the time")
+    blocking: list[float] = []
     lag = loop.lag_ms
     if lag.p50 is not None:
-        scores.append(lag.p50 / LAG_P50_BLOCKING_MS)
+        blocking.append(lag.p50 / LAG_P50_BLOCKING_MS)
         evidence.append(f"loop lag p50 {_ms(lag.p50)}, p99 {_ms(lag.p99)}")
     if lag.p99 is not None:
-        scores.append(lag.p99 / LAG_P99_BLOCKING_MS)
+        blocking.append(lag.p99 / LAG_P99_BLOCKING_MS)
     # Clinic's "max delay >= 100 ms", made robust: one long pause may be a fluke, repeated ones block every request.
     repeated = [cb for cb in loop.slow_callbacks if cb.count >= REPEATED_STALLS and cb.max_ms >= LAG_P99_BLOCKING_MS]
     if repeated:
         worst = max(repeated, key=lambda cb: cb.max_ms)
-        scores.append(worst.max_ms / LAG_P99_BLOCKING_MS)
+        blocking.append(worst.max_ms / LAG_P99_BLOCKING_MS)
         evidence.append(f"the loop stalled {worst.count} times, up to {worst.max_ms:.0f} ms, in {worst.where}")
-    if not scores:
-        return None, evidence
-    return max(scores), evidence
+    return capacity, (max(blocking) if blocking else None), evidence
 
 
 def engine_pressure(engine: Engine, frontend_saturated: bool = False) -> tuple[float | None, list[str]]:
@@ -143,8 +145,14 @@ def decide(
             reason = "; ".join(sampler.errors) if sampler.errors else "no samples were collected"
             return Verdict("inconclusive", 0.0, [reason], ["profile for longer, under load"])
 
-    f_score, f_evidence = frontend_pressure(frontend)
-    e_score, e_evidence = engine_pressure(engine, frontend_saturated=f_score is not None and f_score >= 1.0)
+    f_capacity, f_blocking, f_evidence = frontend_pressure(frontend)
+    e_score, e_evidence = engine_pressure(engine, frontend_saturated=f_capacity is not None and f_capacity >= 1.0)
+    # A loop that stalls makes the frontend the bottleneck only while the engine has headroom: when the engine
+    # never waits, throughput is the engine's and the stalls are latency to fix on the side (see advice).
+    engine_at_capacity = e_score is not None and e_score >= 1.0
+    f_parts = [f_capacity] if engine_at_capacity else [f_capacity, f_blocking]
+    f_known = [x for x in f_parts if x is not None]
+    f_score = max(f_known) if f_known else (None if f_blocking is None else 0.0)
     if f_score is None:
         return Verdict(
             "inconclusive",
@@ -243,8 +251,9 @@ def advise(bottleneck: str, frontend: Frontend, engine: Engine, ctx: ServerConte
                 f"detokenization takes {_pct(detok)} of the event loop: lower `{KNOBS['output_chunk']}` so the "
                 "output handler yields to the loop more often under many streams"
             )
-        if loop.slow_callbacks:
-            top = max(loop.slow_callbacks, key=lambda s: s.max_ms)
+    if loop.slow_callbacks:
+        top = max(loop.slow_callbacks, key=lambda s: s.max_ms)
+        if bottleneck in ("frontend", "both") or top.max_ms >= LAG_P99_BLOCKING_MS:
             out.append(f"the loop was blocked up to {top.max_ms:.0f} ms in {top.where}: move that work off the loop")
     if gc.time_fraction is not None and gc.time_fraction >= GC_HEAVY:
         evidence = f"GC pauses take {_pct(gc.time_fraction)} of wall time (max {_ms(gc.pause_ms.max)})"

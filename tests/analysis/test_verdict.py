@@ -155,3 +155,15 @@ def test_repeated_long_stalls_mark_the_frontend() -> None:
     assert any("stalled 12 times" in r for r in verdict.reasons)
     fe.loop.slow_callbacks = [SlowCallback("gc:collect:1", 1, 150.0)]  # one long pause is not a pattern
     assert decide(fe, engine(0.34)).bottleneck != "frontend"
+
+
+def test_stalls_under_a_saturated_engine_are_advice_not_the_verdict() -> None:
+    # Measured on the example stack, 64 clients, 10 ms + 5 ms/seq steps: prompts arrive in bursts after each slow
+    # step and block the loop up to 624 ms while it is 20% busy and the engine 99%.
+    from loopprof.report import SlowCallback
+
+    fe = frontend(0.20, 0.0, 0.0)
+    fe.loop.slow_callbacks = [SlowCallback("transformers.tokenization_utils_tokenizers:_encode_plus:1091", 3, 624.0)]
+    verdict = decide(fe, Engine(busy_fraction=0.99, waiting_requests=0.0, signals=["samples", "metrics"]))
+    assert verdict.bottleneck == "engine"
+    assert any("624 ms" in a and "_encode_plus" in a for a in verdict.advice)

@@ -5,24 +5,62 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
+import time
 import urllib.request
 
 import psutil
 import pytest
 
-from examples.harness import REPO_ROOT, StackError, running_stack
+from examples.harness import REPO_ROOT, StackError, StackHandle, running_stack
+from examples.loadgen import LoadResult
+from examples.profile import ProfileOutcome, profile_pid
 from examples.scenarios import SCENARIOS
 
 pytestmark = pytest.mark.slow
 
 
+PROFILE_DELAY_S = 1.0  # the load reaches steady state before loopprof's window opens
+PROFILE_S = 5.0
+AGREE = 0.15  # loopprof (a 5 s window inside the load) vs the stack's own timers (the whole load)
+
+
+def _drive_and_profile(stack: StackHandle) -> tuple[dict, LoadResult | None, ProfileOutcome]:
+    """Run the scenario's load and, in its middle, ``loopprof attach`` on the API server."""
+    outcome: list[ProfileOutcome] = []
+
+    def profile() -> None:
+        time.sleep(PROFILE_DELAY_S)
+        outcome.append(profile_pid(stack.pid, PROFILE_S, stack.base_url + "/metrics"))
+
+    profiler = threading.Thread(target=profile, daemon=True)
+    profiler.start()
+    truth, load = stack.drive(idle_s=PROFILE_DELAY_S + PROFILE_S + 2.0)
+    profiler.join(timeout=120)
+    assert outcome, "loopprof attach did not finish"
+    return truth, load, outcome[0]
+
+
 @pytest.mark.parametrize("name", list(SCENARIOS))
-def test_scenario_ground_truth_holds(name: str) -> None:
+def test_scenario_ground_truth_and_loopprof_verdict(name: str) -> None:
+    """Each scenario is what it claims by the stack's own timers, and loopprof says so too."""
+    scenario = SCENARIOS[name]
     with running_stack(name) as stack:
-        truth, load = stack.drive()
+        truth, load, outcome = _drive_and_profile(stack)
     if load is not None:
         assert load.completed > 0 and load.failed == 0, load.errors
-    assert SCENARIOS[name].check(truth) == []
+    assert scenario.check(truth) == []
+    report = outcome.report
+    assert report is not None, outcome.output
+    assert report["verdict"]["bottleneck"] == scenario.expected_bottleneck, (report["verdict"], truth)
+    engine = report["engine"]
+    assert engine["busy_fraction"] == pytest.approx(truth["engine_busy"], abs=AGREE), (engine, truth)
+    if name != "gil_hog":  # the stack's loop timer leaves out GIL waits; loopprof counts them (the loop is stuck)
+        busy = report["frontend"]["loop"]["busy_fraction"]
+        expected = truth.get("loop_busy_mean", truth["loop_busy"])  # several API servers: loopprof's mean
+        assert busy == pytest.approx(expected, abs=AGREE), (report["frontend"]["loop"], truth)
+    roles = {p["role"] for p in report["target"]["processes"]}
+    assert {"frontend", "engine"} <= roles
 
 
 def _alive(pid: int) -> bool:
