@@ -6,9 +6,9 @@ import re
 from pathlib import Path
 
 import pytest
-from loopprof_exporter_otlp.metrics import METRICS, available_cpus, report_points
 
 from loopprof.report import BOTTLENECKS, Frontend, ProcessInfo, Report, Target
+from loopprof_exporter_otlp.metrics import METRICS, available_cpus, report_points
 
 DOCS = Path(__file__).resolve().parents[3] / "docs" / "metrics.md"
 

@@ -18,10 +18,10 @@ import tracemalloc
 from collections.abc import Iterator
 
 import pytest
-from loopprof_exporter_otlp import METRICS, OtlpExporter, report_points
 
 from loopprof.export import exporter_from_options, load_exporter
 from loopprof.report import Report
+from loopprof_exporter_otlp import METRICS, OtlpExporter, report_points
 from tests.otlp_receiver import ReceivedPoint, RotelReceiver, free_port, latest
 
 pytestmark = pytest.mark.slow
