@@ -6,4 +6,4 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
 "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
-"$VENV/bin/python" -m pip install -q -e ./exporters/loopprof-exporter-otlp -e ".[$EXTRAS]"
+"$VENV/bin/python" -m pip install -qq -e ./exporters/loopprof-exporter-otlp -e ".[$EXTRAS]"
