@@ -18,7 +18,6 @@ import asyncio
 import os
 import platform
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -86,24 +85,6 @@ async def _load(port: int, seconds: float, connections: int) -> tuple[float, flo
     return len(latencies) / elapsed, p99
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_port(port: int, proc: subprocess.Popen, timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError("server did not open its port in time")
-
-
 def _pin(cpu: int) -> None:
     """``--pin``: server on CPU 0, load generator on CPU 1 (steadier on a quiet machine, worse on a shared one,
     where a pinned server cannot escape a neighbour that hogs its core)."""
@@ -115,14 +96,16 @@ def one_run(with_loopprof: bool, seconds: float, connections: int, pin: bool = F
     import psutil
     import uvloop
 
-    port = _free_port()
+    from examples.harness import free_port, wait_port  # here: the --serve child runs by path, without examples
+
+    port = free_port()
     cmd = [sys.executable, __file__, "--serve", str(port)] + (["--loopprof"] if with_loopprof else [])
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOOPPROF_")}
     proc = subprocess.Popen(
         cmd, cwd=ROOT, env=env, start_new_session=True, preexec_fn=(lambda: _pin(0)) if pin else None
     )
     try:
-        _wait_port(port, proc)
+        wait_port(port, proc)
         server = psutil.Process(proc.pid)
         uvloop.run(_load(port, 0.5, connections))  # warm-up
         cpu0 = sum(server.cpu_times()[:2])

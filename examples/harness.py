@@ -44,9 +44,22 @@ class StackError(RuntimeError):
 
 
 def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on right now (the tests and benchmarks share this one)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_port(port: int, proc: subprocess.Popen, timeout_s: float = 30.0) -> None:
+    """Wait until something accepts connections on 127.0.0.1:``port``; fail early if ``proc`` exits first."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process {proc.pid} exited with {proc.returncode} before port {port} opened")
+        with suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"port {port} not open after {timeout_s:.0f} s")
 
 
 def _get_json(url: str, timeout_s: float = 10.0) -> Any:

@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
+from examples.harness import free_port
+
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _TYPED = re.compile(r"^(\w+)\((.*)\)$")
 
@@ -58,12 +60,6 @@ def rotel_binary() -> Path | None:
         return None
     path = Path(next(iter(spec.submodule_search_locations))) / "rotel-agent"
     return path if path.exists() else None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _typed_value(text: str) -> object:
