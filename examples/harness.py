@@ -106,7 +106,7 @@ class StackHandle:
         return _children(self.pid)
 
 
-def _wait_ready(proc: subprocess.Popen[bytes], port: int, api_servers: int, timeout_s: float) -> dict[str, Any]:
+def wait_ready(proc: subprocess.Popen[bytes], port: int, api_servers: int, timeout_s: float) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
     url = f"http://127.0.0.1:{port}/debug/groundtruth"
     while time.monotonic() < deadline:
@@ -168,7 +168,7 @@ def running_stack(
     try:
         count = overrides.get("api_server_count", sc.stack.api_server_count)
         try:
-            truth = _wait_ready(proc, port, count, ready_timeout_s)
+            truth = wait_ready(proc, port, count, ready_timeout_s)
         except StackError as exc:
             tail = ""
             if log is not None:

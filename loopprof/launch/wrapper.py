@@ -88,6 +88,7 @@ class _Run:
         self.signal_name: str | None = None
         self.engine_probes: dict[int, Any] = {}
         self.engine_first: dict[int, dict[str, Any]] = {}
+        self.metrics_url = engine_metrics_url(argv)
         self.server.start()
         kwargs: dict[str, Any] = {}
         if sys.version_info >= (3, 11):
@@ -159,7 +160,8 @@ class _Run:
         except ImportError:
             self.engine_probes[pid] = None
             return
-        probe = EngineProbe([pid], gpu=True)
+        # The engine's own queue gauges go with the engine core (the first engine process found).
+        probe = EngineProbe([pid], metrics_url=None if self.engine_probes else self.metrics_url, gpu=True)
         probe.start()
         self.engine_probes[pid] = probe
         self.engine_first[pid] = probe.snapshot()
@@ -221,6 +223,14 @@ def _print_final(report: Report) -> None:
         print_report(report, Console(stderr=True))
     except Exception:
         _say(f"verdict: {report.verdict.bottleneck} ({'; '.join(report.verdict.reasons)})")
+
+
+def engine_metrics_url(argv: list[str]) -> str | None:
+    """The engine's Prometheus endpoint: ``LOOPPROF_METRICS_URL``, else vLLM's, read off its command line."""
+    from loopprof.config import AgentConfig
+    from loopprof.integrations import vllm
+
+    return AgentConfig.from_env().metrics_url or vllm.metrics_url(argv)
 
 
 def run_command(argv: list[str], *, json_path: str | None, otlp_url: str | None, live: bool) -> int:
