@@ -106,7 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=_rate,
         default=100,
         metavar="HZ",
-        help="py-spy samples per second (default 100, measured <1%% cost)",
+        help="py-spy samples per second (default 100: attach as a whole then costs ~9%% of a core per profiled "
+        "process, see docs/benchmarks-attach.md)",
     )
     attach.add_argument(
         "--engine", type=_pid, action="append", default=[], metavar="PID", help="treat PID as an engine process"
@@ -127,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Launch COMMAND with loopprof's in-process agent installed in it and in every Python process it "
         "starts (like opentelemetry-instrument). Reports when COMMAND exits or on Ctrl-C; COMMAND's exit "
         "status, stdout and stderr pass through unchanged.",
+        epilog="The report covers COMMAND's whole run. The engine's queue gauges are read from "
+        "LOOPPROF_METRICS_URL (vLLM's /metrics is found from its command line).",
     )
     _add_output_options(run)
     run.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARG...]")
