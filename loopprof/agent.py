@@ -20,9 +20,14 @@ Threads: one daemon thread ``loopprof-agent`` wakes every ``min(watchdog_interva
 its sleep is the GIL knock, then it samples the loop thread's syscall (uvloop busy share) and runs the
 slow-callback watchdog. Nothing but the lag tick (a timestamp and a histogram increment) runs on the loop.
 
-Engine: with ``LOOPPROF_ENGINE_PIDS`` or ``LOOPPROF_METRICS_URL`` set, the agent runs
-``loopprof.probes.engine.EngineProbe`` and fills ``engine`` with ``loopprof.analysis.engine.engine_window``;
-otherwise (or if that fails) the report's engine fields stay null.
+Engine: the agent runs ``loopprof.probes.engine.EngineProbe`` on ``LOOPPROF_ENGINE_PIDS``, or else on this
+process's Python children, looked for every few seconds until found (vLLM starts EngineCore during start-up),
+plus ``LOOPPROF_METRICS_URL`` when set, and fills ``engine`` with ``loopprof.analysis.engine.engine_window``;
+with none of them (or if that fails) the report's engine fields stay null. ``loopprof run`` switches the
+children search off: its wrapper watches the engines once for the whole tree.
+
+Export: with ``OTEL_EXPORTER_OTLP_ENDPOINT`` set, the agent hands the exporter a report every
+``export_interval_s`` from its own thread.
 """
 
 from __future__ import annotations
