@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import psutil
@@ -99,6 +100,9 @@ def explain_pyspy_failure(pid: int, stderr: str) -> AttachError:
     return AttachError(f"py-spy cannot read process {pid}: {first.removeprefix('Error:').strip()}")
 
 
+TRANSIENT = "Failed to get stack traces"  # py-spy --nonblocking read the interpreter while it changed
+
+
 def check_target(pid: int, pyspy_path: str) -> str | None:
     """Check that py-spy can read ``pid``; return its Python version (``"3.11.7"``) or raise :class:`AttachError`."""
     try:
@@ -109,14 +113,21 @@ def check_target(pid: int, pyspy_path: str) -> str | None:
         raise no_such_process(pid) from None
     except psutil.AccessDenied:
         raise permission_denied(pid) from None
-    try:
-        done = pyspy.dump_text(pyspy_path, pid)
-    except subprocess.TimeoutExpired:
-        raise AttachError(f"py-spy did not answer within 15 s for process {pid}; is the machine overloaded?") from None
-    except OSError as exc:
-        raise AttachError(
-            f"cannot run py-spy at {pyspy_path}: {exc.strerror}; reinstall with pip install py-spy"
-        ) from None
+    for attempt in range(pyspy.DUMP_ATTEMPTS):
+        try:
+            done = pyspy.dump_text(pyspy_path, pid)
+        except subprocess.TimeoutExpired:
+            raise AttachError(
+                f"py-spy did not answer within 15 s for process {pid}; is the machine overloaded?"
+            ) from None
+        except OSError as exc:
+            raise AttachError(
+                f"cannot run py-spy at {pyspy_path}: {exc.strerror}; reinstall with pip install py-spy"
+            ) from None
+        # A non-blocking read races a busy interpreter now and then; only a failure that repeats is an answer.
+        if done.returncode == 0 or TRANSIENT not in done.stderr or attempt == pyspy.DUMP_ATTEMPTS - 1:
+            break
+        time.sleep(0.05)
     if done.returncode != 0:
         raise explain_pyspy_failure(pid, done.stderr)
     m = _VERSION.search(done.stdout)

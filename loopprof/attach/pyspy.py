@@ -23,6 +23,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -204,20 +205,31 @@ def dump_text(pyspy: str, pid: int, timeout_s: float = 15.0) -> subprocess.Compl
     )
 
 
+DUMP_ATTEMPTS = 5
+
+
 def dump_threads(pyspy: str, pid: int, timeout_s: float = 15.0) -> list[tuple[int, str, Stack]] | None:
-    """``py-spy dump --json`` → ``(os_tid, thread name, stack root-first)`` per thread, ``None`` on failure."""
-    try:
-        done = subprocess.run(
-            [pyspy, "dump", "--pid", str(pid), "--json", "--nonblocking"],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,
-            check=False,
-        )
-        threads = json.loads(done.stdout) if done.returncode == 0 else None
-    except (subprocess.TimeoutExpired, OSError, json.JSONDecodeError):
-        return None
+    """``py-spy dump --json`` → ``(os_tid, thread name, stack root-first)`` per thread, ``None`` on failure.
+
+    A non-blocking read races a busy interpreter now and then, so a failed read is tried again a few times.
+    """
+    threads = None
+    for _ in range(DUMP_ATTEMPTS):
+        try:
+            done = subprocess.run(
+                [pyspy, "dump", "--pid", str(pid), "--json", "--nonblocking"],
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=timeout_s,
+                check=False,
+            )
+            threads = json.loads(done.stdout) if done.returncode == 0 else None
+        except (subprocess.TimeoutExpired, OSError, json.JSONDecodeError):
+            return None
+        if threads is not None:
+            break
+        time.sleep(0.05)
     if not isinstance(threads, list):
         return None
     out = []

@@ -81,3 +81,20 @@ def test_unsupported_python_version_advice() -> None:
     # py-spy's own message for an interpreter it cannot read (no such interpreter is installed here to run).
     err = explain_pyspy_failure(os.getpid(), "Error: Unsupported version of Python: 3.99.0\n")
     assert "3.99.0" in str(err) and "pip install -U py-spy" in str(err) and "\n" not in str(err)
+
+
+def test_a_transient_nonblocking_read_failure_is_retried(tmp_path) -> None:
+    """py-spy --nonblocking sometimes reads a busy interpreter mid-change; one such miss must not end attach."""
+    from loopprof.attach.errors import check_target
+
+    counter = tmp_path / "calls"
+    fake = tmp_path / "py-spy"
+    fake.write_text(
+        "#!/bin/sh\n"
+        f"n=$(cat {counter} 2>/dev/null || echo 0); echo $((n + 1)) > {counter}\n"
+        'if [ "$n" = 0 ]; then echo "Error: Failed to get stack traces" >&2; exit 1; fi\n'
+        'echo "Process 1: python x.py"; echo "Python v3.11.7 (/usr/bin/python3.11)"\n'
+    )
+    fake.chmod(0o755)
+    assert check_target(os.getpid(), str(fake)) == "3.11.7"
+    assert counter.read_text().strip() == "2"
