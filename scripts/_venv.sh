@@ -5,5 +5,5 @@ VENV="${VENV:-.venv}"
 if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
-"$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
+"$VENV/bin/python" -m pip install -qq --upgrade pip >/dev/null
 "$VENV/bin/python" -m pip install -qq -e ./exporters/loopprof-exporter-otlp -e ".[$EXTRAS]"

@@ -71,12 +71,15 @@ def gc_window(first: dict[str, Any], last: dict[str, Any], wall_s: float) -> Gc:
     if gl is None:
         return Gc()
     gf = gf or {}
-    before = gf.get("by_generation") or [0] * len(gl["by_generation"])
-    by_gen = [int(a) - int(b) for a, b in zip(gl["by_generation"], before, strict=False)]
     timed_ms = float(gl["total_ms"]) - float(gf.get("total_ms", 0.0))
     timed_s = float(gl.get("timed_s", 0.0)) - float(gf.get("timed_s", 0.0))
     sampled = int(gl.get("off_windows", 0)) > int(gf.get("off_windows", 0))
     timed_n = sum(gl.get("timed_by_generation", [])) - sum(gf.get("timed_by_generation", []))
+    # Counts: the callback's own while it saw the whole window (the same count any gc.callbacks user gets);
+    # the interpreter's gc.get_stats() when timing was sampled and the callback missed collections on purpose.
+    key = "by_generation" if sampled or "timed_by_generation" not in gl else "timed_by_generation"
+    before = gf.get(key) or [0] * len(gl[key])
+    by_gen = [int(a) - int(b) for a, b in zip(gl[key], before, strict=False)]
     (p99,), mx, _ = window_percentiles_ms(_hist(gf), _hist(gl), (0.99,))
     collections = sum(by_gen)
     if wall_s <= 0:

@@ -7,7 +7,8 @@ allocate metric objects. It only reads the clock and updates a preallocated list
 Cost: CPython calls a registered callback twice per collection (3.3–3.6 µs on 3.11/3.12, ~12 µs on 3.13). An
 allocation-heavy server collects generation 0 several times per request (a FastAPI JSON route: measured in
 docs/benchmarks-agent-cost.md), and timing every one of those cost more than the 1% budget. So collections are
-*counted* exactly and for free from ``gc.get_stats()``, while pauses are *timed* all the time only when
+*counted* by the callback while it sees every collection, and from ``gc.get_stats()`` (free) when it does not;
+pauses are *timed* all the time only when
 collections are rare; above ``HIGH_RATE_PER_S`` the callback is installed for ``ON_S`` out of every
 ``ON_S + OFF_S`` seconds and the time share is estimated from those windows (method ``gc_callbacks_sampled``).
 """
