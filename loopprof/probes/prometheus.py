@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from loopprof.integrations.vllm import METRIC_NAMES
+
 # Gauges read from the engine, by the names vLLM uses (older releases in the second place).
-WAITING = ("vllm:num_requests_waiting",)
-RUNNING = ("vllm:num_requests_running",)
-KV_CACHE = ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc")
+WAITING = METRIC_NAMES["waiting"]
+RUNNING = METRIC_NAMES["running"]
+KV_CACHE = METRIC_NAMES["kv_cache_usage"]
 
 
 class ScrapeError(Exception):
@@ -35,7 +37,6 @@ class MetricsTotals:
     kv_cache_sum: float = 0.0
     kv_cache_scrapes: int = 0
     last_error: str | None = None
-    seen: list[str] = field(default_factory=list)  # metric names found, for the report's notes
 
     def as_dict(self) -> dict[str, object]:
         return dict(self.__dict__)
@@ -86,5 +87,3 @@ def add_scrape(totals: MetricsTotals, gauges: dict[str, float]) -> None:
     if kv is not None:
         totals.kv_cache_sum += kv
         totals.kv_cache_scrapes += 1
-    if not totals.seen:
-        totals.seen = [n for n in (*WAITING, *RUNNING, *KV_CACHE) if n in gauges]

@@ -47,11 +47,6 @@ class StateCounts:
         n = self.samples
         return None if n == 0 else (self.running + self.blocked) / n
 
-    @property
-    def running_fraction(self) -> float | None:
-        n = self.samples
-        return None if n == 0 else self.running / n
-
     def add(self, state: State, syscall: int | None) -> None:
         if state == "running":
             self.running += 1
