@@ -242,20 +242,13 @@ def run_command(argv: list[str], *, json_path: str | None, otlp_url: str | None,
     if executable is None:
         _say(why)
         return status
-    exporter = None
-    if otlp_url or any(
-        os.environ.get(v) for v in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
-    ):
-        try:
-            from loopprof.export import ExporterError, exporter_from_options
-        except ImportError:
-            exporter_from_options, ExporterError = None, Exception  # type: ignore[assignment]
-        if exporter_from_options is not None:
-            try:
-                exporter = exporter_from_options(otlp_url)
-            except ExporterError as exc:
-                _say(str(exc))
-                return 2
+    from loopprof.export import ExporterError, exporter_from_options
+
+    try:
+        exporter = exporter_from_options(otlp_url)  # None unless --otlp or OTEL_EXPORTER_OTLP_* asks for export
+    except ExporterError as exc:
+        _say(str(exc))
+        return 2
     previous = {s: signal.getsignal(s) for s in FORWARDED_SIGNALS}
     try:
         run = _Run(argv, executable, live, exporter)
